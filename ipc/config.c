@@ -1,0 +1,457 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define OFF(f)  offsetof(struct tg_config, f)
+#define SZ(f)   sizeof(((struct tg_config *)0)->f)
+#define S(f)    CFG_STR, OFF(f), SZ(f)
+#define P(f)    CFG_PATH, OFF(f), SZ(f)
+#define N(t, f) t, OFF(f), 0
+
+/* The one table of settings. docs/config.md is generated from it. */
+const struct cfg_key cfg_keys[] = {
+    {"state_dir", P(state_dir), "./var", 0, 0,
+     "Folder holding every file of a running gateway"},
+    {"hostname", S(hostname), "", 0, 0,
+     "Name used in SMTP banners, EHLO and Received headers; empty: the "
+     "machine's host name"},
+    {"log", S(log_target), "stderr", 0, 0,
+     "Where log lines go: stderr or "
+     "syslog (facility mail)"},
+    {"log_level", S(log_level), "info", 0, 0,
+     "Lowest level logged: debug, info, warn or error"},
+
+    {"engine_socket", P(engine_socket), "engine.sock", 0, 0,
+     "Unix socket of the policy engine (mode 0660)"},
+    {"policy_dir", P(policy_dir), "policy", 0, 0,
+     "LMDB policy store (what tlsgate-admin edits)"},
+    {"events_dir", P(events_dir), "events", 0, 0,
+     "LMDB store of delivery and import outcomes kept for reports"},
+    {"engine_map_size", N(CFG_SIZE, engine_map_size), "1g", 1 << 20, 1UL << 40,
+     "Largest size of each LMDB store"},
+    {"engine_timeout_ms", N(CFG_UINT, engine_timeout_ms), "2000", 10, 600000,
+     "How long a worker waits for the engine before it answers "
+     "451 4.3.0 (inbound) or defers (outbound), in milliseconds"},
+    {"events_retention", N(CFG_DURATION, events_retention), "30d", 3600,
+     10UL * 365 * 86400, "How long outcome events are kept"},
+
+    {"tls_dir", P(tls_dir), "tls", 0, 0,
+     "Folder of the certificate generated at first start"},
+    {"tls_cert", P(tls_cert), "tls/cert.pem", 0, 0,
+     "Server certificate chain (PEM); generated when absent"},
+    {"tls_key", P(tls_key), "tls/key.pem", 0, 0,
+     "Private key of tls_cert (PEM); generated when absent"},
+    {"tls_priority", S(tls_priority),
+     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", 0, 0,
+     "GnuTLS priority string for both directions"},
+    {"tls_ca_file", S(tls_ca_file), "", 0, 0,
+     "CA bundle for verify and secure levels; empty: the system trust "
+     "store"},
+    {"tls_tickets", N(CFG_BOOL, tls_tickets), "yes", 0, 1,
+     "Offer TLS session tickets for resumption"},
+
+    {"inbound_listen", S(inbound_listen), "127.0.0.1:2525 [::1]:2525", 0, 0,
+     "Addresses of the inbound SMTP listeners, space separated"},
+    {"inbound_workers", N(CFG_UINT, inbound_workers), "0", 0, 256,
+     "Inbound receiver processes; 0: one per core"},
+    {"mail_dir", P(mail_dir), "mail", 0, 0,
+     "Root of the tenants' Maildirs: mail_dir/<tenant>/<mailbox>/"},
+    {"max_message_size", N(CFG_SIZE, max_message_size), "25m", 1024, 1UL << 31,
+     "Largest message accepted (SIZE), in bytes"},
+    {"max_recipients", N(CFG_UINT, max_recipients), "100", 1, 100000,
+     "Recipients per message; more get 452 4.5.3"},
+    {"max_line_length", N(CFG_UINT, max_line_length), "1000", 512, 65536,
+     "Longest command or data line, CRLF included; longer get 500 5.5.2"},
+    {"max_connections", N(CFG_UINT, max_connections), "10000", 1, 1000000,
+     "Concurrent inbound sessions per receiver process"},
+    {"max_connections_per_ip", N(CFG_UINT, max_connections_per_ip), "100", 1,
+     1000000,
+     "Concurrent inbound sessions from one client address, per "
+     "receiver process"},
+    {"max_errors", N(CFG_UINT, max_errors), "10", 1, 1000,
+     "Errors in one session before it is closed"},
+    {"command_timeout", N(CFG_DURATION, command_timeout), "5m", 1, 86400,
+     "Idle time allowed while waiting for a command"},
+    {"data_timeout", N(CFG_DURATION, data_timeout), "10m", 1, 86400,
+     "Idle time allowed while receiving message data"},
+    {"handshake_timeout", N(CFG_DURATION, handshake_timeout), "30s", 1, 3600,
+     "Time allowed for a TLS handshake"},
+    {"session_timeout", N(CFG_DURATION, session_timeout), "1h", 1, 86400,
+     "Longest inbound session"},
+    {"shutdown_grace", N(CFG_DURATION, shutdown_grace), "30s", 0, 3600,
+     "On stop, how long running sessions may finish"},
+
+    {"submission_listen", S(submission_listen), "127.0.0.1:2587", 0, 0,
+     "Addresses of the submission SMTP listeners, space separated"},
+    {"queue_dir", P(queue_dir), "queue", 0, 0, "Durable outbound queue"},
+    {"outbound_workers", N(CFG_UINT, outbound_workers), "0", 0, 256,
+     "Outbound sender processes; 0: one per core"},
+    {"queue_lifetime", N(CFG_DURATION, queue_lifetime), "5d", 60, 365UL * 86400,
+     "How long a message is retried before it bounces"},
+    {"retry_min", N(CFG_DURATION, retry_min), "5m", 1, 86400,
+     "First retry delay; each retry doubles it"},
+    {"retry_max", N(CFG_DURATION, retry_max), "4h", 1, 7 * 86400,
+     "Longest delay between retries"},
+    {"connect_timeout", N(CFG_DURATION, connect_timeout), "30s", 1, 600,
+     "Outbound TCP connect and banner timeout"},
+    {"max_per_destination", N(CFG_UINT, max_per_destination), "20", 1, 10000,
+     "Concurrent outbound connections to one next hop, per sender process"},
+    {"max_per_connection", N(CFG_UINT, max_per_connection), "100", 1, 100000,
+     "Messages sent over one outbound connection before it is closed"},
+
+    {"restart_delay_max", N(CFG_DURATION, restart_delay_max), "60s", 1, 3600,
+     "Longest delay before the supervisor restarts a child that keeps "
+     "dying"},
+    {NULL, 0, 0, 0, NULL, 0, 0, NULL},
+};
+
+static const struct cfg_key *find_key(const char *name)
+{
+    char norm[64];
+    size_t i;
+
+    for (i = 0; name[i] && i + 1 < sizeof(norm); i++)
+        norm[i] = name[i] == '-' ? '_' : name[i];
+    norm[i] = '\0';
+    for (const struct cfg_key *k = cfg_keys; k->name; k++)
+        if (strcmp(k->name, norm) == 0)
+            return k;
+    return NULL;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    static const char *const yes[] = {"yes", "true", "on", "1"};
+    static const char *const no[] = {"no", "false", "off", "0"};
+
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcasecmp(v, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+/* A whole number with an optional unit suffix from units (factor table). */
+static int parse_number(const char *v, enum cfg_type type, unsigned long *out)
+{
+    unsigned long long n, mul = 1;
+    char *end;
+
+    if (!isdigit((unsigned char)*v))
+        return -1;
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (errno != 0)
+        return -1;
+    if (type == CFG_SIZE && *end) {
+        switch (tolower((unsigned char)*end++)) {
+        case 'k':
+            mul = 1024ULL;
+            break;
+        case 'm':
+            mul = 1024ULL * 1024;
+            break;
+        case 'g':
+            mul = 1024ULL * 1024 * 1024;
+            break;
+        default:
+            return -1;
+        }
+        if (*end == 'b' || *end == 'B')
+            end++;
+    } else if (type == CFG_DURATION && *end) {
+        switch (*end++) {
+        case 's':
+            mul = 1;
+            break;
+        case 'm':
+            mul = 60;
+            break;
+        case 'h':
+            mul = 3600;
+            break;
+        case 'd':
+            mul = 86400;
+            break;
+        default:
+            return -1;
+        }
+    }
+    if (*end != '\0' || n > ULONG_MAX / mul)
+        return -1;
+    *out = (unsigned long)(n * mul);
+    return 0;
+}
+
+int cfg_set(struct tg_config *cfg, const char *key, const char *value,
+            char *err, size_t errlen)
+{
+    const struct cfg_key *k = find_key(key);
+    char *field;
+    unsigned long n;
+    int b;
+
+    if (k == NULL) {
+        snprintf(err, errlen, "unknown setting '%s'", key);
+        return -1;
+    }
+    field = (char *)cfg + k->offset;
+    switch (k->type) {
+    case CFG_STR:
+    case CFG_PATH:
+        if (strlen(value) >= k->size || strpbrk(value, "\r\n")) {
+            snprintf(err, errlen, "%s: value too long or has a line break",
+                     k->name);
+            return -1;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case CFG_BOOL:
+        if (parse_bool(value, &b) < 0) {
+            snprintf(err, errlen, "%s: '%s' is not yes or no", k->name, value);
+            return -1;
+        }
+        *(int *)field = b;
+        return 0;
+    default:
+        if (parse_number(value, k->type, &n) < 0 || n < k->min || n > k->max) {
+            snprintf(err, errlen, "%s: '%s' is not a number from %lu to %lu",
+                     k->name, value, k->min, k->max);
+            return -1;
+        }
+        *(unsigned long *)field = n;
+        return 0;
+    }
+}
+
+void cfg_defaults(struct tg_config *cfg)
+{
+    char err[128];
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (const struct cfg_key *k = cfg_keys; k->name; k++)
+        if (cfg_set(cfg, k->name, k->def, err, sizeof(err)) < 0)
+            abort(); /* a default that does not parse is a bug */
+}
+
+struct ini_ctx {
+    struct tg_config *cfg;
+    char *err;
+    size_t errlen;
+    int failed;
+};
+
+/* inih stops at the first line this refuses and returns its number. */
+static int on_ini_line(void *user, const char *section, const char *name,
+                       const char *value)
+{
+    struct ini_ctx *ctx = user;
+    char why[256];
+
+    if (ctx->failed)
+        return 0;
+    if (section[0] != '\0') {
+        snprintf(ctx->err, ctx->errlen, "sections are not used");
+        ctx->failed = 1;
+        return 0;
+    }
+    if (cfg_set(ctx->cfg, name, value, why, sizeof(why)) < 0) {
+        snprintf(ctx->err, ctx->errlen, "%s", why);
+        ctx->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int cfg_load_file(struct tg_config *cfg, const char *path, char *err,
+                  size_t errlen)
+{
+    struct ini_ctx ctx = {cfg, err, errlen, 0};
+    char why[300];
+    int rc;
+
+    rc = ini_parse(path, on_ini_line, &ctx);
+    if (rc == -1) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (ctx.failed) {
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, errlen, "%s: line %d: %s", path, rc, why);
+        return -1;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: line %d: not 'key = value'", path, rc);
+        return -1;
+    }
+    return 0;
+}
+
+/* Splits "--key=value" or "--key value"; returns args consumed, 0 if the
+ * argument is not a setting. */
+static int take_setting(struct tg_config *cfg, int argc, char **argv, int i,
+                        char *err, size_t errlen, int *failed)
+{
+    char name[64];
+    const char *arg = argv[i] + 2, *eq = strchr(arg, '='), *value;
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+
+    if (strncmp(argv[i], "--", 2) != 0 || len == 0 || len >= sizeof(name))
+        return 0;
+    memcpy(name, arg, len);
+    name[len] = '\0';
+    if (find_key(name) == NULL)
+        return 0;
+    if (eq == NULL && i + 1 >= argc) {
+        snprintf(err, errlen, "--%s needs a value", name);
+        *failed = 1;
+        return 1;
+    }
+    value = eq ? eq + 1 : argv[i + 1];
+    if (cfg_set(cfg, name, value, err, errlen) < 0)
+        *failed = 1;
+    return eq ? 1 : 2;
+}
+
+int cfg_from_args(struct tg_config *cfg, int *argc, char **argv, char *err,
+                  size_t errlen)
+{
+    int i, out = 1, failed = 0, used;
+
+    cfg_defaults(cfg);
+
+    /* The file first, so that flags override it wherever they stand. */
+    for (i = 1; i < *argc; i++) {
+        const char *file = NULL;
+
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < *argc)
+            file = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            file = argv[i] + 9;
+        if (file && cfg_load_file(cfg, file, err, errlen) < 0)
+            return -1;
+    }
+
+    for (i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < *argc) {
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--config=", 9) == 0)
+            continue;
+        used = take_setting(cfg, *argc, argv, i, err, errlen, &failed);
+        if (failed)
+            return -1;
+        if (used > 0) {
+            i += used - 1;
+            continue;
+        }
+        argv[out++] = argv[i];
+    }
+    argv[out] = NULL;
+    *argc = out;
+    return cfg_finish(cfg, err, errlen);
+}
+
+static int resolve_path(char *field, size_t size, const char *base,
+                        const char *name, char *err, size_t errlen)
+{
+    char tmp[PATH_MAX];
+    int n;
+
+    if (field[0] == '\0' || field[0] == '/')
+        return 0;
+    n = snprintf(tmp, sizeof(tmp), "%s/%s", base, field);
+    if (n < 0 || (size_t)n >= size) {
+        snprintf(err, errlen, "%s: path too long", name);
+        return -1;
+    }
+    memcpy(field, tmp, (size_t)n + 1);
+    return 0;
+}
+
+int cfg_finish(struct tg_config *cfg, char *err, size_t errlen)
+{
+    char cwd[PATH_MAX];
+
+    if (cfg->state_dir[0] != '/') {
+        if (getcwd(cwd, sizeof(cwd)) == NULL) {
+            snprintf(err, errlen, "getcwd: %s", strerror(errno));
+            return -1;
+        }
+        if (resolve_path(cfg->state_dir, sizeof(cfg->state_dir), cwd,
+                         "state_dir", err, errlen) < 0)
+            return -1;
+    }
+    for (const struct cfg_key *k = cfg_keys; k->name; k++) {
+        if (k->type != CFG_PATH || k->offset == OFF(state_dir))
+            continue;
+        if (resolve_path((char *)cfg + k->offset, k->size, cfg->state_dir,
+                         k->name, err, errlen) < 0)
+            return -1;
+    }
+    if (cfg->hostname[0] == '\0' &&
+        gethostname(cfg->hostname, sizeof(cfg->hostname) - 1) < 0)
+        snprintf(cfg->hostname, sizeof(cfg->hostname), "localhost");
+    return 0;
+}
+
+static void format_value(const struct tg_config *cfg, const struct cfg_key *k,
+                         char *buf, size_t n)
+{
+    const char *field = (const char *)cfg + k->offset;
+
+    if (k->type == CFG_STR || k->type == CFG_PATH)
+        snprintf(buf, n, "%s", field);
+    else if (k->type == CFG_BOOL)
+        snprintf(buf, n, "%s", *(const int *)field ? "yes" : "no");
+    else
+        snprintf(buf, n, "%lu", *(const unsigned long *)field);
+}
+
+int cfg_to_args(const struct tg_config *cfg, char **out, int n)
+{
+    char value[PATH_MAX];
+    int count = 0;
+
+    for (const struct cfg_key *k = cfg_keys; k->name; k++) {
+        if (count >= n)
+            return -1;
+        format_value(cfg, k, value, sizeof(value));
+        if (asprintf(&out[count], "--%s=%s", k->name, value) < 0)
+            return -1;
+        count++;
+    }
+    return count;
+}
+
+void cfg_print_markdown(FILE *out)
+{
+    static const char *const type_names[] = {"text", "path",     "number",
+                                             "size", "duration", "boolean"};
+
+    fprintf(out, "| key | type | default | meaning |\n");
+    fprintf(out, "|---|---|---|---|\n");
+    for (const struct cfg_key *k = cfg_keys; k->name; k++)
+        fprintf(out, "| `%s` | %s | `%s` | %s |\n", k->name,
+                type_names[k->type], k->def[0] ? k->def : "(empty)",
+                k->meaning);
+}
+
+unsigned cfg_workers(unsigned long setting)
+{
+    long n;
+
+    if (setting > 0)
+        return (unsigned)setting;
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
