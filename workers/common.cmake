@@ -1,0 +1,5 @@
+# libtlsgate_tls: the gateway certificate (generation at first start,
+# loading, reload on SIGHUP), shared by the supervisor and the workers.
+add_library(tlsgate_tls STATIC ${CMAKE_CURRENT_SOURCE_DIR}/tlscert.c)
+target_include_directories(tlsgate_tls PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(tlsgate_tls PUBLIC tlsgate_common PkgConfig::GNUTLS)
