@@ -1,0 +1,13 @@
+# Outbound: the durable queue, tlsgate-sendmail, tlsgate-queue and the
+# sender tlsgate-smtpout (with the submission listener).
+set(OUT_DIR ${CMAKE_CURRENT_SOURCE_DIR})
+
+# libtlsgate_queue: queue files, DSNs and message text helpers.
+add_library(tlsgate_queue STATIC ${OUT_DIR}/queue.c ${OUT_DIR}/queue_dsn.c
+                                 ${OUT_DIR}/queue_text.c)
+target_include_directories(tlsgate_queue PUBLIC ${OUT_DIR}
+                           ${CMAKE_SOURCE_DIR}/engine)
+target_link_libraries(tlsgate_queue PUBLIC tlsgate_common)
+
+add_executable(tlsgate-sendmail ${OUT_DIR}/sendmail.c)
+target_link_libraries(tlsgate-sendmail PRIVATE tlsgate_queue tlsgate_policy)
