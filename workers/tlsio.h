@@ -156,9 +156,10 @@ int tlsio_read_start(struct tlsio *t, tlsio_read_cb cb);
 void tlsio_read_stop(struct tlsio *t);
 
 /*
- * Encrypts len bytes (copied; any size) and queues them in order, then
+ * Encrypts len bytes (copied; len > 0) and queues them in order, then
  * calls cb (may be NULL) once they are handed to the kernel. Returns 0,
- * TLSIO_EINVAL (no handshake yet, or after an error / bye) or TLSIO_ENOMEM.
+ * TLSIO_EINVAL (len 0, no handshake yet, or after an error or bye),
+ * TLSIO_ETLS or TLSIO_ENOMEM; on error cb is not called.
  */
 int tlsio_write(struct tlsio *t, const void *buf, size_t len, tlsio_write_cb cb,
                 void *arg);
