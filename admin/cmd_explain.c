@@ -1,0 +1,111 @@
+/* explain outbound / explain inbound: the decision functions the engine
+ * uses, run on one read transaction of the store. */
+#include <string.h>
+
+#include "admin.h"
+
+/* Reports a decision function's error for the given inputs. */
+static int adm_explain_err(int rc, const char *what, const char *tenant)
+{
+    if (rc == STORE_ENOTFOUND && tenant)
+        return adm_err("no such tenant '%s'", tenant);
+    if (rc == STORE_EINVAL)
+        return adm_err("explain: malformed %s", what);
+    return adm_store_err(rc, "explain");
+}
+
+static void adm_outbound_text(const struct outbound_decision *d)
+{
+    struct adm_table t;
+    char gen[24];
+
+    snprintf(gen, sizeof(gen), "%llu", (unsigned long long)d->generation);
+    adm_table_init(&t, 2);
+    adm_table_row(&t, "tenant", d->tenant);
+    adm_table_row(&t, "recipient", d->recipient);
+    adm_table_row(&t, "domain", d->domain);
+    adm_table_row(&t, "level", tls_level_name(d->level));
+    adm_table_row(&t, "required", d->required ? "yes" : "no");
+    adm_table_row(&t, "rule", d->rule);
+    adm_table_row(&t, "generation", gen);
+    adm_table_print(&t, stdout);
+}
+
+int adm_cmd_explain_outbound(struct adm_ctx *c)
+{
+    struct outbound_decision d;
+    struct store *st;
+    struct store_txn *txn;
+    int rc;
+
+    if (adm_tenant_name(c->args[0]) != ADM_OK)
+        return ADM_FAIL;
+    if (adm_read_begin(c, &st, &txn) != ADM_OK)
+        return ADM_FAIL;
+    rc = policy_outbound(txn, c->args[0], c->args[1], &d);
+    adm_read_end(st, txn);
+    if (rc < 0)
+        return adm_explain_err(rc, "recipient address", c->args[0]);
+    if (!c->json) {
+        adm_outbound_text(&d);
+        return ADM_OK;
+    }
+    return adm_json_out(
+        json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:I}", "tenant", d.tenant,
+                  "recipient", d.recipient, "domain", d.domain, "level",
+                  tls_level_name(d.level), "required", d.required, "rule",
+                  d.rule, "generation", (json_int_t)d.generation),
+        stdout, false);
+}
+
+static void adm_inbound_text(const struct inbound_decision *d, bool tls)
+{
+    struct adm_table t;
+    char gen[24], reply[200];
+
+    snprintf(gen, sizeof(gen), "%llu", (unsigned long long)d->generation);
+    snprintf(reply, sizeof(reply), "%d %s %s", d->code, d->enhanced, d->text);
+    adm_table_init(&t, 2);
+    adm_table_row(&t, "action", in_action_name(d->action));
+    adm_table_row(&t, "reply", reply);
+    adm_table_row(&t, "tenant", d->tenant[0] ? d->tenant : "-");
+    adm_table_row(&t, "mailbox", d->mailbox[0] ? d->mailbox : "-");
+    adm_table_row(&t, "tls", tls ? "yes" : "no");
+    adm_table_row(&t, "rule", d->rule);
+    adm_table_row(&t, "generation", gen);
+    adm_table_print(&t, stdout);
+}
+
+static json_t *adm_inbound_json(const struct inbound_decision *d, bool tls)
+{
+    char reply[32];
+
+    adm_reply_str(d, reply, sizeof(reply));
+    return json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:b, s:s, "
+                     "s:I}",
+                     "action", in_action_name(d->action), "reply", reply,
+                     "code", d->code, "enhanced", d->enhanced, "text", d->text,
+                     "tenant", d->tenant, "mailbox", d->mailbox, "mailbox_dir",
+                     d->mailbox_dir, "tls", tls, "rule", d->rule, "generation",
+                     (json_int_t)d->generation);
+}
+
+int adm_cmd_explain_inbound(struct adm_ctx *c)
+{
+    struct inbound_decision d;
+    struct store *st;
+    struct store_txn *txn;
+    int rc;
+
+    if (adm_read_begin(c, &st, &txn) != ADM_OK)
+        return ADM_FAIL;
+    rc = policy_inbound(txn, c->args[0], c->args[1], c->tls, &d);
+    adm_read_end(st, txn);
+    if (rc < 0)
+        return adm_explain_err(rc, "sender or recipient address", NULL);
+    if (!c->json) {
+        adm_inbound_text(&d, c->tls);
+        return ADM_OK;
+    }
+    return adm_json_out(adm_inbound_json(&d, c->tls), stdout, false);
+}

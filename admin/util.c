@@ -1,0 +1,255 @@
+/* Helpers every tlsgate-admin command shares. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "admin.h"
+
+/* Prints the message as one line: control bytes become '?'. */
+static void adm_vmsg(const char *fmt, va_list ap)
+{
+    char buf[1024];
+
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    for (char *p = buf; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    fprintf(stderr, "tlsgate-admin: %s\n", buf);
+}
+
+int adm_err(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    adm_vmsg(fmt, ap);
+    va_end(ap);
+    return ADM_FAIL;
+}
+
+int adm_usage(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    adm_vmsg(fmt, ap);
+    va_end(ap);
+    return ADM_USAGE;
+}
+
+int adm_store_err(int rc, const char *what)
+{
+    if (rc == STORE_ENOINIT)
+        return adm_err("%s: the store is not initialised (run 'tlsgate-admin "
+                       "init --platform-domain DOMAIN')",
+                       what);
+    return adm_err("%s: %s", what, store_strerror(rc));
+}
+
+int adm_open(struct adm_ctx *c, bool write, bool create, struct store **out)
+{
+    unsigned flags = (write ? 0 : STORE_RDONLY) | (create ? STORE_CREATE : 0);
+    struct stat sb;
+    int rc;
+
+    if (!create && stat(c->db, &sb) != 0)
+        return adm_err("no policy store at %s (run 'tlsgate-admin init "
+                       "--platform-domain DOMAIN', or give --db DIR)",
+                       c->db);
+    rc = store_open(out, c->db, 0, flags);
+    if (rc == STORE_ENOINIT && !write)
+        return adm_err("the store %s is not initialised (run 'tlsgate-admin "
+                       "init --platform-domain DOMAIN')",
+                       c->db);
+    if (rc < 0)
+        return adm_err("cannot open the store %s: %s", c->db,
+                       store_strerror(rc));
+    return ADM_OK;
+}
+
+int adm_read_begin(struct adm_ctx *c, struct store **st, struct store_txn **txn)
+{
+    int rc;
+
+    if (adm_open(c, false, false, st) != ADM_OK)
+        return ADM_FAIL;
+    if ((rc = store_begin(*st, false, txn)) < 0) {
+        store_close(*st);
+        return adm_store_err(rc, "read transaction");
+    }
+    return ADM_OK;
+}
+
+void adm_read_end(struct store *st, struct store_txn *txn)
+{
+    store_abort(txn);
+    store_close(st);
+}
+
+/* Prints the generation a commit produced, read back in a new snapshot. */
+static int adm_print_written(struct store *st)
+{
+    struct store_txn *txn;
+    json_t *doc;
+    int rc;
+
+    if ((rc = store_begin(st, false, &txn)) < 0)
+        return adm_store_err(rc, "read transaction");
+    doc = json_pack("{s:b, s:I}", "ok", 1, "generation",
+                    (json_int_t)store_generation(txn));
+    store_abort(txn);
+    return adm_json_out(doc, stdout, false);
+}
+
+int adm_write(struct adm_ctx *c, bool create, adm_write_fn fn, void *arg)
+{
+    struct store *st;
+    struct store_txn *txn;
+    int rc;
+
+    if (adm_open(c, true, create, &st) != ADM_OK)
+        return ADM_FAIL;
+    if ((rc = store_begin(st, true, &txn)) < 0) {
+        store_close(st);
+        return adm_store_err(rc, "write transaction");
+    }
+
+    if ((rc = fn(c, txn, arg)) != ADM_OK) {
+        store_abort(txn);
+        store_close(st);
+        return rc;
+    }
+    if ((rc = store_commit(txn)) < 0) {
+        store_close(st);
+        return adm_store_err(rc, "commit");
+    }
+
+    rc = c->json ? adm_print_written(st) : ADM_OK;
+    store_close(st);
+    return rc;
+}
+
+int adm_tenant_name(const char *name)
+{
+    if (!store_tenant_name_ok(name))
+        return adm_err("bad tenant name '%s' (1 to %d of a-z, 0-9 and '-', "
+                       "not starting or ending with '-')",
+                       name, TENANT_MAX);
+    return ADM_OK;
+}
+
+int adm_tenant(struct store_txn *txn, const char *name,
+               struct tenant_info *info)
+{
+    struct tenant_info tmp;
+    int rc;
+
+    if (adm_tenant_name(name) != ADM_OK)
+        return ADM_FAIL;
+    rc = store_tenant_get(txn, name, info ? info : &tmp);
+    if (rc == STORE_ENOTFOUND)
+        return adm_err("no such tenant '%s'", name);
+    if (rc < 0)
+        return adm_store_err(rc, name);
+    return ADM_OK;
+}
+
+int adm_domain(const char *in, bool wildcard, char *out, size_t outlen)
+{
+    int rc = addr_domain_norm(in, wildcard, out, outlen);
+
+    if (rc < 0)
+        return adm_err("malformed domain '%s': %s", in, addr_strerror(rc));
+    if (!wildcard && out[0] == '[')
+        return adm_err("malformed domain '%s': an address literal is not a "
+                       "domain name",
+                       in);
+    return ADM_OK;
+}
+
+int adm_address(const char *in, struct addr *out)
+{
+    int rc = addr_parse(in, out);
+
+    if (rc < 0)
+        return adm_err("malformed address '%s': %s", in, addr_strerror(rc));
+    if (out->full[0] == '\0')
+        return adm_err("malformed address '%s': the null path is not an "
+                       "address",
+                       in);
+    return ADM_OK;
+}
+
+int adm_level(const char *s, enum tls_level *out)
+{
+    if (tls_level_parse(s, out) < 0)
+        return adm_usage("unknown level '%s' (none, may, encrypt, verify or "
+                         "secure)",
+                         s);
+    return ADM_OK;
+}
+
+int adm_json_out(json_t *doc, FILE *f, bool sort)
+{
+    size_t flags = JSON_INDENT(2) | (sort ? JSON_SORT_KEYS : 0);
+    int rc;
+
+    if (doc == NULL)
+        return adm_err("out of memory building JSON");
+    rc = json_dumpf(doc, f, flags);
+    json_decref(doc);
+    if (rc < 0 || fputc('\n', f) == EOF)
+        return adm_err("cannot write JSON output");
+    return ADM_OK;
+}
+
+void adm_table_init(struct adm_table *t, int ncols)
+{
+    memset(t, 0, sizeof(*t));
+    t->ncols = ncols;
+}
+
+void adm_table_row(struct adm_table *t, ...)
+{
+    va_list ap;
+
+    if (t->nrows == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 16;
+        t->cells = realloc(t->cells, t->cap * t->ncols * sizeof(char *));
+        if (t->cells == NULL)
+            abort(); /* out of memory in a short-lived tool */
+    }
+    va_start(ap, t);
+    for (int k = 0; k < t->ncols; k++) {
+        const char *s = va_arg(ap, const char *);
+
+        t->cells[t->nrows * t->ncols + k] = strdup(s ? s : "");
+    }
+    va_end(ap);
+    t->nrows++;
+}
+
+void adm_table_print(struct adm_table *t, FILE *f)
+{
+    size_t width[8] = {0};
+
+    for (size_t r = 0; r < t->nrows; r++)
+        for (int k = 0; k < t->ncols && k < 8; k++) {
+            size_t len = strlen(t->cells[r * t->ncols + k]);
+
+            width[k] = len > width[k] ? len : width[k];
+        }
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (int k = 0; k < t->ncols; k++) {
+            const char *s = t->cells[r * t->ncols + k];
+            bool last = k == t->ncols - 1;
+
+            fprintf(f, "%-*s%s", last ? 0 : (int)width[k], s,
+                    last ? "\n" : "  ");
+            free((char *)s);
+        }
+    }
+    free(t->cells);
+    t->cells = NULL;
+}
