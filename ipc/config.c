@@ -258,11 +258,6 @@ static int on_ini_line(void *user, const char *section, const char *name,
 
     if (ctx->failed)
         return 0;
-    if (section[0] != '\0') {
-        snprintf(ctx->err, ctx->errlen, "sections are not used");
-        ctx->failed = 1;
-        return 0;
-    }
     if (cfg_set(ctx->cfg, name, value, why, sizeof(why)) < 0) {
         snprintf(ctx->err, ctx->errlen, "%s", why);
         ctx->failed = 1;
@@ -271,18 +266,56 @@ static int on_ini_line(void *user, const char *section, const char *name,
     return 1;
 }
 
+struct line_reader {
+    FILE *f;
+    int lineno;
+    int bad_line;    /* a line refused before inih saw it */
+    const char *why; /* NULL: the line is too long */
+};
+
+/* inih reader: one line at a time with its leading blanks removed, so that
+ * an indented line is never taken for the continuation of the previous
+ * value; a line too long for inih's buffer or a [section] stops the parse
+ * (a long line must not be split in two). */
+static char *read_line(char *buf, int size, void *stream)
+{
+    struct line_reader *r = stream;
+    char *line = NULL;
+    size_t cap = 0, len;
+    const char *p;
+
+    if (getline(&line, &cap, r->f) < 0) {
+        free(line);
+        return NULL;
+    }
+    r->lineno++;
+    p = line + strspn(line, " \t");
+    len = strlen(p);
+    if (len + 1 >= (size_t)size || p[0] == '[') {
+        r->bad_line = r->lineno;
+        r->why = p[0] == '[' ? "sections are not used" : NULL;
+        free(line);
+        return NULL;
+    }
+    memcpy(buf, p, len + 1);
+    free(line);
+    return buf;
+}
+
 int cfg_load_file(struct tg_config *cfg, const char *path, char *err,
                   size_t errlen)
 {
     struct ini_ctx ctx = {cfg, err, errlen, 0};
+    struct line_reader r = {fopen(path, "re"), 0, 0, NULL};
     char why[300];
     int rc;
 
-    rc = ini_parse(path, on_ini_line, &ctx);
-    if (rc == -1) {
+    if (r.f == NULL) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
+    rc = ini_parse_stream(read_line, &r, on_ini_line, &ctx);
+    fclose(r.f);
     if (ctx.failed) {
         snprintf(why, sizeof(why), "%s", err);
         snprintf(err, errlen, "%s: line %d: %s", path, rc, why);
@@ -290,6 +323,16 @@ int cfg_load_file(struct tg_config *cfg, const char *path, char *err,
     }
     if (rc != 0) {
         snprintf(err, errlen, "%s: line %d: not 'key = value'", path, rc);
+        return -1;
+    }
+    if (r.bad_line && r.why) {
+        snprintf(err, errlen, "%s: line %d: %s", path, r.bad_line, r.why);
+        return -1;
+    }
+    if (r.bad_line) {
+        /* inih's buffer holds the text, a newline and a NUL. */
+        snprintf(err, errlen, "%s: line %d: longer than %d characters", path,
+                 r.bad_line, INI_MAX_LINE - 3);
         return -1;
     }
     return 0;
@@ -301,10 +344,15 @@ static int take_setting(struct tg_config *cfg, int argc, char **argv, int i,
                         char *err, size_t errlen, int *failed)
 {
     char name[64];
-    const char *arg = argv[i] + 2, *eq = strchr(arg, '='), *value;
-    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    const char *arg, *eq, *value;
+    size_t len;
 
-    if (strncmp(argv[i], "--", 2) != 0 || len == 0 || len >= sizeof(name))
+    if (strncmp(argv[i], "--", 2) != 0)
+        return 0;
+    arg = argv[i] + 2;
+    eq = strchr(arg, '=');
+    len = eq ? (size_t)(eq - arg) : strlen(arg);
+    if (len == 0 || len >= sizeof(name))
         return 0;
     memcpy(name, arg, len);
     name[len] = '\0';
@@ -332,9 +380,13 @@ int cfg_from_args(struct tg_config *cfg, int *argc, char **argv, char *err,
     for (i = 1; i < *argc; i++) {
         const char *file = NULL;
 
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < *argc)
-            file = argv[i + 1];
-        else if (strncmp(argv[i], "--config=", 9) == 0)
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= *argc) {
+                snprintf(err, errlen, "--config needs a file name");
+                return -1;
+            }
+            file = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0)
             file = argv[i] + 9;
         if (file && cfg_load_file(cfg, file, err, errlen) < 0)
             return -1;
