@@ -162,6 +162,7 @@ int adm_cmd_route_list(struct adm_ctx *c);
 int adm_cmd_explain_outbound(struct adm_ctx *c);
 int adm_cmd_explain_inbound(struct adm_ctx *c);
 int adm_cmd_show(struct adm_ctx *c);
+int adm_cmd_status(struct adm_ctx *c);
 int adm_cmd_export(struct adm_ctx *c);
 int adm_cmd_import(struct adm_ctx *c);
 

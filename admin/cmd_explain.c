@@ -34,11 +34,13 @@ static void adm_outbound_text(const struct outbound_decision *d)
 int adm_cmd_explain_outbound(struct adm_ctx *c)
 {
     struct outbound_decision d;
+    struct addr a;
     struct store *st;
     struct store_txn *txn;
     int rc;
 
-    if (adm_tenant_name(c->args[0]) != ADM_OK)
+    if (adm_tenant_name(c->args[0]) != ADM_OK ||
+        adm_address(c->args[1], &a) != ADM_OK)
         return ADM_FAIL;
     if (adm_read_begin(c, &st, &txn) != ADM_OK)
         return ADM_FAIL;
@@ -93,10 +95,15 @@ static json_t *adm_inbound_json(const struct inbound_decision *d, bool tls)
 int adm_cmd_explain_inbound(struct adm_ctx *c)
 {
     struct inbound_decision d;
+    struct addr a;
     struct store *st;
     struct store_txn *txn;
     int rc;
 
+    if (addr_parse(c->args[0], &a) < 0)
+        return adm_err("explain: malformed sender '%s'", c->args[0]);
+    if (adm_address(c->args[1], &a) != ADM_OK)
+        return ADM_FAIL;
     if (adm_read_begin(c, &st, &txn) != ADM_OK)
         return ADM_FAIL;
     rc = policy_inbound(txn, c->args[0], c->args[1], c->tls, &d);
@@ -108,4 +115,60 @@ int adm_cmd_explain_inbound(struct adm_ctx *c)
         return ADM_OK;
     }
     return adm_json_out(adm_inbound_json(&d, c->tls), stdout, false);
+}
+
+struct adm_counts {
+    size_t tenants, routes;
+};
+
+static int adm_count_tenant(const struct tenant_info *t, void *ctx)
+{
+    ((struct adm_counts *)ctx)->tenants++;
+    return 0;
+}
+
+static int adm_count_route(const char *d, const char *h, unsigned p, void *ctx)
+{
+    ((struct adm_counts *)ctx)->routes++;
+    return 0;
+}
+
+/* status: where the store is, its generation, and how much it holds. */
+int adm_cmd_status(struct adm_ctx *c)
+{
+    char pd[ADDR_DOMAIN_MAX + 1] = "", gen[24], nt[24], nr[24];
+    struct adm_counts n = {0};
+    struct store *st;
+    struct store_txn *txn;
+    struct adm_table t;
+    uint64_t g;
+    int rc;
+
+    if (adm_read_begin(c, &st, &txn) != ADM_OK)
+        return ADM_FAIL;
+    g = store_generation(txn);
+    store_setting_get(txn, "platform_domain", pd, sizeof(pd));
+    rc = store_tenant_foreach(txn, adm_count_tenant, &n);
+    if (rc >= 0)
+        rc = store_route_foreach(txn, adm_count_route, &n);
+    adm_read_end(st, txn);
+    if (rc < 0)
+        return adm_store_err(rc, "status");
+    if (c->json)
+        return adm_json_out(
+            json_pack("{s:s, s:I, s:s, s:I, s:I}", "db", c->db, "generation",
+                      (json_int_t)g, "platform_domain", pd, "tenants",
+                      (json_int_t)n.tenants, "routes", (json_int_t)n.routes),
+            stdout, false);
+    snprintf(gen, sizeof(gen), "%llu", (unsigned long long)g);
+    snprintf(nt, sizeof(nt), "%zu", n.tenants);
+    snprintf(nr, sizeof(nr), "%zu", n.routes);
+    adm_table_init(&t, 2);
+    adm_table_row(&t, "db", c->db);
+    adm_table_row(&t, "generation", gen);
+    adm_table_row(&t, "platform domain", pd[0] ? pd : "(not set)");
+    adm_table_row(&t, "tenants", nt);
+    adm_table_row(&t, "routes", nr);
+    adm_table_print(&t, stdout);
+    return ADM_OK;
 }

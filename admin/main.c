@@ -71,6 +71,8 @@ const struct adm_cmd adm_cmds[] = {
      adm_cmd_explain_inbound,
      "Shows what the gateway answers to RCPT TO:<RECIPIENT> from SENDER "
      "(--tls: in a TLS session)."},
+    {"status", "", 0, 0, 0, adm_cmd_status,
+     "Shows the store folder, its policy generation and what it holds."},
     {"show", "", 0, 0, 0, adm_cmd_show,
      "Shows the whole policy (--json: the export document)."},
     {"export", "[FILE]", 0, 1, 0, adm_cmd_export,

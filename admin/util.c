@@ -160,7 +160,7 @@ int adm_domain(const char *in, bool wildcard, char *out, size_t outlen)
     int rc = addr_domain_norm(in, wildcard, out, outlen);
 
     if (rc < 0)
-        return adm_err("malformed domain '%s': %s", in, addr_strerror(rc));
+        return adm_err("bad domain '%s': %s", in, addr_strerror(rc));
     if (!wildcard && out[0] == '[')
         return adm_err("malformed domain '%s': an address literal is not a "
                        "domain name",
