@@ -249,6 +249,13 @@ static void store_txn_free(struct store_txn *t)
 
 int store_commit(struct store_txn *txn)
 {
+    uint64_t unused;
+
+    return store_commit_gen(txn, &unused);
+}
+
+int store_commit_gen(struct store_txn *txn, uint64_t *generation)
+{
     int rc = STORE_OK;
 
     if (txn->write)
@@ -257,6 +264,8 @@ int store_commit(struct store_txn *txn)
         rc = store_mdb_err(mdb_txn_commit(txn->txn));
         if (rc == STORE_OK && txn->write)
             txn->generation++;
+        if (rc == STORE_OK)
+            *generation = txn->generation;
     } else {
         mdb_txn_abort(txn->txn);
     }

@@ -61,6 +61,9 @@ void store_close(struct store *st);
 int store_begin(struct store *st, bool write, struct store_txn **out);
 /* Commits: for a write transaction, bumps the generation first. */
 int store_commit(struct store_txn *txn);
+/* As store_commit; on success *generation is the generation the store is
+ * at after the commit (for a write, the new one). */
+int store_commit_gen(struct store_txn *txn, uint64_t *generation);
 void store_abort(struct store_txn *txn);
 /* For hot readers: end a read transaction but keep its handle, then
  * start it again on the newest data (mdb_txn_reset / mdb_txn_renew). */
