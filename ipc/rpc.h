@@ -209,6 +209,9 @@ int ipc_get_error(const msgpack_object *e, int *code, char *msg, size_t msglen,
 /* Events: one notification frame; decoding checks every field. */
 int ipc_event_frame(struct ipc_buf *b, const struct eng_event *ev);
 void ipc_pack_event_fields(struct ipc_writer *w, const struct eng_event *ev);
+/* One frame whose payload is the event's map alone (the events store
+ * keeps that payload as its value; ipc_get_event decodes it). */
+int ipc_event_map(struct ipc_buf *b, const struct eng_event *ev);
 int ipc_get_event(const msgpack_object *params, struct eng_event *ev, char *why,
                   size_t whylen);
 

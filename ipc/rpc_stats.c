@@ -106,6 +106,16 @@ int ipc_event_frame(struct ipc_buf *b, const struct eng_event *ev)
     return ipc_frame_end(&w);
 }
 
+int ipc_event_map(struct ipc_buf *b, const struct eng_event *ev)
+{
+    struct ipc_writer w;
+
+    ipc_frame_begin(&w, b);
+    msgpack_pack_map(&w.pk, (uint32_t)EV_N);
+    ipc_pack_event_fields(&w, ev);
+    return ipc_frame_end(&w);
+}
+
 int ipc_get_event(const msgpack_object *params, struct eng_event *ev, char *why,
                   size_t whylen)
 {
