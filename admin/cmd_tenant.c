@@ -179,12 +179,13 @@ int adm_cmd_tenant_list(struct adm_ctx *c)
     struct store *st;
     struct store_txn *txn;
     struct tenant_info *v = NULL;
-    json_t *rows = json_array(), *row;
+    json_t *rows, *row;
     size_t n = 0;
     int rc = ADM_OK;
 
     if (adm_read_begin(c, &st, &txn) != ADM_OK)
         return ADM_FAIL;
+    rows = json_array();
     if (adm_tenants(txn, &v, &n) != ADM_OK)
         rc = ADM_FAIL;
     else
