@@ -184,6 +184,24 @@ static int in_list(const char *list, const char *word)
     return 0;
 }
 
+/* True when every word of the --roles list names a role. */
+static int roles_valid(const char *roles)
+{
+    static const char *const known[] = {"engine", "inbound", "outbound"};
+
+    for (const char *p = roles; *p; p += strspn(p, ",")) {
+        size_t len = strcspn(p, ","), k;
+
+        for (k = 0; k < 3; k++)
+            if (strlen(known[k]) == len && strncmp(p, known[k], len) == 0)
+                break;
+        if (k == 3)
+            return 0;
+        p += len;
+    }
+    return 1;
+}
+
 /* Fills the role table: which to run, where, how many. */
 static void setup_roles(struct sup *s, const struct sup_opts *o)
 {
@@ -193,17 +211,6 @@ static void setup_roles(struct sup *s, const struct sup_opts *o)
     static const char *const fds[] = {NULL, "inbound", "submission"};
     const char *roles = o->roles ? o->roles : "engine,inbound,outbound";
 
-    for (const char *p = roles; *p; p += strspn(p, ",")) {
-        size_t len = strcspn(p, ",");
-
-        if (!(len == 6 && strncmp(p, "engine", 6) == 0) &&
-            !(len == 7 && strncmp(p, "inbound", 7) == 0) &&
-            !(len == 8 && strncmp(p, "outbound", 8) == 0))
-            log_fatal("id=tlsgated bad_roles roles=%.64s expected=engine,"
-                      "inbound,outbound",
-                      roles);
-        p += len;
-    }
     for (int r = 0; r < SUP_ROLES; r++) {
         struct sup_role_state *rs = &s->roles[r];
 
@@ -400,6 +407,10 @@ static void configure(struct sup *s, int argc, char **argv, struct sup_opts *o)
                         "debug, info, warn or error\n");
         exit(1);
     }
+    if (o->roles && !roles_valid(o->roles))
+        log_fatal("id=tlsgated bad_roles roles=%s "
+                  "expected=engine,inbound,outbound",
+                  log_escape(err, 80, o->roles));
     if (o->libexec_dir)
         snprintf(s->bindir, sizeof(s->bindir), "%s", o->libexec_dir);
     else

@@ -79,7 +79,7 @@ static void serve(int *fds, int n)
 
             if (c < 0)
                 continue;
-            (void)!write(c, line, (size_t)len);
+            (void)!send(c, line, (size_t)len, MSG_NOSIGNAL);
             close(c);
         }
     }
