@@ -40,8 +40,9 @@ struct inbound_decision {
     char mailbox[ADDR_MAX + 1];  /* normalised registered address */
     char mailbox_dir[ADDR_MAX + TENANT_MAX + 2]; /* "<tenant>/<local>" */
     char rule[RULE_MAX]; /* "no-mailbox", "tls-required",
-                            "allowlist:not-trusted", "allowlist:trusted
-                            domain:x", "mailbox" */
+                            "allowlist:not-trusted",
+                            "allowlist:trusted:<entry>" (the trusted
+                            domain or ".domain" that matched), "mailbox" */
     uint64_t generation;
 };
 
@@ -50,7 +51,9 @@ struct inbound_decision {
  * plaintext session 530 5.7.0; allow-list on and sender domain not trusted
  * (null sender included) 550 5.7.1 or discard; else accept. mailbox_dir is
  * built only from the registered mailbox, never from the text given.
- * A malformed sender or recipient returns STORE_EINVAL.
+ * A malformed recipient (or "<>") returns STORE_EINVAL; a malformed sender
+ * is not an error: it matches no trusted domain. STORE_ECORRUPT or another
+ * negative enum store_error when the store cannot be read.
  */
 int policy_inbound(struct store_txn *txn, const char *sender,
                    const char *recipient, bool tls,
@@ -59,13 +62,15 @@ int policy_inbound(struct store_txn *txn, const char *sender,
 /*
  * Tenant of a submission's envelope sender: a sender in
  * <tenant>.<platform domain>, else a sender equal to a tenant's set From.
- * Returns 0 or STORE_ENOTFOUND.
+ * Returns 0, STORE_ENOTFOUND (no match, or the null sender), STORE_EINVAL
+ * (malformed sender), STORE_ENOINIT or another negative enum store_error.
  */
 int policy_tenant_for_sender(struct store_txn *txn, const char *sender,
                              struct tenant_info *out);
 
-/* Route override for a recipient domain: exact, then ".parent" entries.
- * Returns 0 or STORE_ENOTFOUND. */
+/* Route override for a recipient domain: exact, then ".parent" entries,
+ * longest first. host is a name or a bare IP address (no brackets).
+ * Returns 0, STORE_ENOTFOUND, or STORE_EINVAL (malformed domain). */
 int policy_route(struct store_txn *txn, const char *domain, char *host,
                  size_t hostlen, unsigned *port);
 

@@ -405,6 +405,10 @@ int store_decode_map(struct store_txn *txn, const MDB_val *val,
     msgpack_object obj;
     size_t off = 0;
 
+    /* every record is a fixmap (at most 15 fields): refusing anything
+     * else up front keeps a corrupt length from sizing an allocation */
+    if (val->mv_size == 0 || (*(unsigned char *)val->mv_data & 0xf0) != 0x80)
+        return STORE_ECORRUPT;
     msgpack_zone_clear(&txn->zone);
     if (msgpack_unpack(val->mv_data, val->mv_size, &off, &txn->zone, &obj) !=
             MSGPACK_UNPACK_SUCCESS ||

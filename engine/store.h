@@ -5,6 +5,14 @@
  * Every write transaction bumps the policy generation once, at commit.
  * Readers never block writers (LMDB MVCC); a reader that keeps its store
  * open sees each commit in its next transaction.
+ *
+ * Every function returns 0 or a negative enum store_error. A write function
+ * checks all its input first: STORE_EINVAL (bad name, domain, address,
+ * level, mode, port, host), STORE_ENOTFOUND (no such tenant or entry),
+ * STORE_EEXIST; then nothing was written and the caller aborts. Names and
+ * domains are normalised (addr_domain_norm) before they are stored or
+ * compared. STORE_EFULL, STORE_EIO, STORE_ECORRUPT can come from any call.
+ * A store_txn is used by one thread at a time; a store by many.
  */
 #ifndef TLSGATE_STORE_H
 #define TLSGATE_STORE_H
@@ -70,7 +78,8 @@ void store_abort(struct store_txn *txn);
 void store_reset(struct store_txn *txn);
 int store_renew(struct store_txn *txn);
 
-/* The policy generation this transaction reads (0 before init). */
+/* The policy generation this transaction reads (0 before init). In a write
+ * transaction: the generation before its commit. */
 uint64_t store_generation(struct store_txn *txn);
 
 /* One short sentence for an enum store_error. */
@@ -78,9 +87,13 @@ const char *store_strerror(int err);
 
 /* ---- global settings ---- */
 
-/* Sets the platform domain (normalised), creating meta records. */
+/* Sets the platform domain (normalised). 0 when it is already that domain,
+ * STORE_EEXIST when it is another one, STORE_EINVAL for a bad domain. */
 int store_init(struct store_txn *txn, const char *platform_domain);
-/* Known keys: platform_domain, and any the docs list; out is NUL-ended. */
+/* Known keys: platform_domain (a domain, normalised) and
+ * default_from_local (the local part of default From addresses, "noreply"
+ * when unset). out is NUL-ended. get: 0, STORE_ENOTFOUND, STORE_EINVAL (out
+ * too small); set: 0, STORE_EINVAL (unknown key or bad value). */
 int store_setting_get(struct store_txn *txn, const char *key, char *out,
                       size_t outlen);
 int store_setting_set(struct store_txn *txn, const char *key,
@@ -124,8 +137,9 @@ int store_outbound_foreach(struct store_txn *txn, const char *tenant,
 
 /* ---- inbound ---- */
 
-/* The address must be in <tenant>.<platform domain> ... see docs/store.md
- * for what domains a mailbox may have. */
+/* Any domain but an address literal; the local part must pass
+ * addr_local_is_safe; an address belongs to one tenant only (else
+ * STORE_EEXIST). The Maildir folder is fixed here (docs/store.md). */
 int store_mailbox_add(struct store_txn *txn, const char *tenant,
                       const char *address);
 int store_mailbox_remove(struct store_txn *txn, const char *tenant,
@@ -134,6 +148,7 @@ int store_mailbox_foreach(struct store_txn *txn, const char *tenant,
                           int (*cb)(const char *address, void *ctx), void *ctx);
 int store_allowlist(struct store_txn *txn, const char *tenant, bool on,
                     enum in_action action);
+/* domain or ".domain"; adding an existing entry is not an error. */
 int store_trust_add(struct store_txn *txn, const char *tenant,
                     const char *domain);
 int store_trust_remove(struct store_txn *txn, const char *tenant,

@@ -154,10 +154,10 @@ bool store_tenant_name_ok(const char *name)
     return true;
 }
 
-int store_tenant_read(struct store_txn *txn, const char *name,
-                      struct store_tenant_rec *rec)
+/* Decodes a tenant record value strictly. */
+static int store_tenant_decode(struct store_txn *txn, const MDB_val *val,
+                               struct store_tenant_rec *rec)
 {
-    MDB_val k = {strlen(name), (void *)name}, val;
     uint64_t mode, level, action;
     struct store_field f[] = {
         {"from", SF_STR, false, rec->from, sizeof(rec->from), 0, false},
@@ -169,19 +169,28 @@ int store_tenant_read(struct store_txn *txn, const char *name,
     };
     int rc;
 
-    if (!store_tenant_name_ok(name))
-        return STORE_ENOTFOUND;
-    rc = store_get(txn, DB_TENANTS, &k, &val);
-    if (rc != STORE_OK)
-        return rc;
     rec->from[0] = '\0';
-    rc = store_decode_map(txn, &val, f, sizeof(f) / sizeof(f[0]));
+    rc = store_decode_map(txn, val, f, sizeof(f) / sizeof(f[0]));
     if (rc != STORE_OK || level < TLS_ENCRYPT || action == IN_ACCEPT)
         return STORE_ECORRUPT;
     rec->mode = (enum out_mode)mode;
     rec->level = (enum tls_level)level;
     rec->action = (enum in_action)action;
     return STORE_OK;
+}
+
+int store_tenant_read(struct store_txn *txn, const char *name,
+                      struct store_tenant_rec *rec)
+{
+    MDB_val k = {strlen(name), (void *)name}, val;
+    int rc;
+
+    if (!store_tenant_name_ok(name))
+        return STORE_ENOTFOUND;
+    rc = store_get(txn, DB_TENANTS, &k, &val);
+    if (rc != STORE_OK)
+        return rc;
+    return store_tenant_decode(txn, &val, rec);
 }
 
 int store_tenant_write(struct store_txn *txn, const char *name,
@@ -257,6 +266,7 @@ struct store_tenant_walk {
 static int store_tenant_step(const MDB_val *key, const MDB_val *val, void *ctx)
 {
     struct store_tenant_walk *w = ctx;
+    struct store_tenant_rec rec;
     struct tenant_info info;
     char name[TENANT_MAX + 1];
     int rc;
@@ -265,10 +275,12 @@ static int store_tenant_step(const MDB_val *key, const MDB_val *val, void *ctx)
         return STORE_ECORRUPT;
     memcpy(name, key->mv_data, key->mv_size);
     name[key->mv_size] = '\0';
-    rc = store_tenant_get(w->txn, name, &info);
-    if (rc != STORE_OK)
-        return rc == STORE_ENOTFOUND ? STORE_ECORRUPT : rc;
-    return w->cb(&info, w->ctx);
+    if (!store_tenant_name_ok(name))
+        return STORE_ECORRUPT;
+    rc = store_tenant_decode(w->txn, val, &rec);
+    if (rc == STORE_OK)
+        rc = store_tenant_info(w->txn, name, &rec, &info);
+    return rc == STORE_OK ? w->cb(&info, w->ctx) : rc;
 }
 
 int store_tenant_foreach(struct store_txn *txn,

@@ -631,6 +631,8 @@ static void test_corrupt_records(void **state)
         B("\x81\xa4mode\x00"),     /* missing fields */
         B("\x81\xa3zzz\x00"),      /* unknown key */
         B("\xdb\xff\xff\xff\xff"), /* a string longer than the value */
+        B("\xdf\xff\xff\xff\xff"), /* a map32 with 4G entries */
+        B("\x81\xa4mode\xdb\xff\xff\xff\xff"), /* a truncated string */
         /* mode out of range */
         B("\x85\xa4mode\x09\xa5level\x02\xabinbound_tls\xc2\xa9"
           "allowlist\xc2\xa6"
