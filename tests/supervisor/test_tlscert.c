@@ -71,7 +71,7 @@ static void sans(gnutls_x509_crt_t crt, char *out, size_t n)
 static void test_generate(void **state)
 {
     struct tg_config cfg;
-    struct tlsc_creds *creds;
+    struct tlsc_creds *creds, *session;
     gnutls_x509_crt_t crt;
     unsigned bits = 0;
     time_t now = time(NULL), exp;
@@ -102,11 +102,15 @@ static void test_generate(void **state)
     assert_false(gnutls_x509_crt_check_hostname(crt, "other.example"));
     gnutls_x509_crt_deinit(crt);
 
-    /* The pair loads into credentials, and reloads. */
+    /* The pair loads into credentials, and reloads while a session still
+     * holds the old ones. */
     assert_int_equal(tlsc_load(&cfg, &creds, err, sizeof(err)), 0);
     assert_non_null(tlsc_x509(creds));
-    tlsc_ref(creds);
+    session = tlsc_ref(creds);
     assert_int_equal(tlsc_reload(&cfg, &creds, err, sizeof(err)), 0);
+    assert_ptr_not_equal(session, creds);
+    assert_non_null(tlsc_x509(session));
+    tlsc_unref(session);
     tlsc_unref(creds);
 }
 
