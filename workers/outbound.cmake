@@ -11,3 +11,12 @@ target_link_libraries(tlsgate_queue PUBLIC tlsgate_common)
 
 add_executable(tlsgate-sendmail ${OUT_DIR}/sendmail.c)
 target_link_libraries(tlsgate-sendmail PRIVATE tlsgate_queue tlsgate_policy)
+
+# tlsgate-smtpout: the sender pool member with the submission listener.
+add_library(tlsgate_smtpout_reply STATIC ${OUT_DIR}/smtpout_reply.c)
+target_include_directories(tlsgate_smtpout_reply PUBLIC ${OUT_DIR})
+add_executable(tlsgate-smtpout ${OUT_DIR}/smtpout.c ${OUT_DIR}/smtpout_conn.c
+                               ${OUT_DIR}/smtpout_submit.c ${OUT_DIR}/dns.c)
+target_link_libraries(tlsgate-smtpout PRIVATE tlsgate_queue
+  tlsgate_smtpout_reply tlsgate_ipc tlsgate_tls tlsgate_policy
+  PkgConfig::CARES PkgConfig::LIBUV PkgConfig::GNUTLS)
