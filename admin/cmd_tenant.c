@@ -165,11 +165,13 @@ static void adm_tenant_table(json_t *rows)
                  json_is_true(json_object_get(r, "allowlist"))
                      ? json_string_value(json_object_get(r, "action"))
                      : "");
-        adm_table_row(&t, json_string_value(json_object_get(r, "name")),
-                      json_string_value(json_object_get(r, "mode")),
-                      json_string_value(json_object_get(r, "default_level")),
-                      dom, mbox, in,
-                      json_string_value(json_object_get(r, "from")));
+        adm_table_row(
+            &t, json_string_value(json_object_get(r, "name")),
+            json_string_value(json_object_get(r, "mode")),
+            strcmp(json_string_value(json_object_get(r, "mode")), "all")
+                ? "-"
+                : json_string_value(json_object_get(r, "default_level")),
+            dom, mbox, in, json_string_value(json_object_get(r, "from")));
     }
     adm_table_print(&t, stdout);
 }
