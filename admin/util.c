@@ -1,4 +1,5 @@
 /* Helpers every tlsgate-admin command shares. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,27 @@ int adm_store_err(int rc, const char *what)
     return adm_err("%s: %s", what, store_strerror(rc));
 }
 
+/* Creates the folders above path that are missing (like mkdir -p on its
+ * parent), so that init works in a fresh checkout. */
+static int adm_mkparents(const char *path)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+
+    if (len >= sizeof(buf))
+        return adm_err("store path too long: %s", path);
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return adm_err("cannot create %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    return ADM_OK;
+}
+
 int adm_open(struct adm_ctx *c, bool write, bool create, struct store **out)
 {
     unsigned flags = (write ? 0 : STORE_RDONLY) | (create ? STORE_CREATE : 0);
@@ -57,6 +79,8 @@ int adm_open(struct adm_ctx *c, bool write, bool create, struct store **out)
         return adm_err("no policy store at %s (run 'tlsgate-admin init "
                        "--platform-domain DOMAIN', or give --db DIR)",
                        c->db);
+    if (create && adm_mkparents(c->db) != ADM_OK)
+        return ADM_FAIL;
     rc = store_open(out, c->db, 0, flags);
     if (rc == STORE_ENOINIT && !write)
         return adm_err("the store %s is not initialised (run 'tlsgate-admin "

@@ -15,13 +15,15 @@ ADMIN = None
 FAILS = []
 
 
-def run(db, *args, stdin=None):
+def run(db, *args, stdin=None, env_db=None, cwd=None):
     """Runs the tool; returns (status, stdout, stderr)."""
     env = dict(os.environ)
     env.pop("TLSGATE_DB", None)
+    if env_db:
+        env["TLSGATE_DB"] = env_db
     cmd = [ADMIN] + (["--db", db] if db else []) + list(args)
     p = subprocess.run(cmd, input=stdin, capture_output=True, env=env,
-                       timeout=120)
+                       timeout=120, cwd=cwd)
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
@@ -148,13 +150,38 @@ def test_commands(tmp):
           st["platform_domain"] == PD, "status")
 
     removals(db)
+    locations(tmp, db)
+
+
+def locations(tmp, db):
+    """--db, else TLSGATE_DB, else ./var/policy (created by init)."""
+    rc, out, err = run(None, "status", "--json", env_db=db)
+    check(rc == 0 and json.loads(out)["db"] == db, "TLSGATE_DB is used")
+    other = os.path.join(tmp, "other")
+    ok(other, "init", "--platform-domain", "other.example")
+    rc, out, err = run(other, "status", "--json", env_db=db)
+    check(rc == 0 and json.loads(out)["platform_domain"] == "other.example",
+          "--db wins over TLSGATE_DB")
+    cwd = os.path.join(tmp, "cwd")
+    os.mkdir(cwd)
+    rc, out, err = run(None, "init", "--platform-domain", PD, cwd=cwd)
+    check(rc == 0 and os.path.isdir(os.path.join(cwd, "var", "policy")),
+          "init without --db creates ./var/policy: %r" % err)
+    rc, out, err = run(None, "--json", "status", cwd=cwd)
+    check(rc == 0 and os.path.realpath(json.loads(out)["db"]) ==
+          os.path.realpath(os.path.join(cwd, "var", "policy")),
+          "the default store is ./var/policy")
 
 
 def populate_rest(db):
     ok(db, "tenant", "add", "beta", "--from", "x@beta.example")
     ok(db, "tenant", "set", "beta", "--from", "Ops@Beta.Example")
-    ok(db, "outbound", "mode", "acme", "domains")
-    ok(db, "outbound", "add", "acme", "Vendor.Example.")
+    for args in (["outbound", "mode", "acme", "domains"],
+                 ["outbound", "add", "acme", "Vendor.Example."]):
+        g = generation(db)
+        w = js(db, *args)
+        check(w.get("ok") is True and w.get("generation") == g + 1,
+              "%s --json: %r" % (" ".join(args), w))
     ok(db, "outbound", "add", "acme", ".example.com", "--level", "secure")
     ok(db, "outbound", "add", "acme", ".example.com", "--level", "verify")
     ok(db, "outbound", "add", "acme", "gone.example")
@@ -275,14 +302,15 @@ def test_badinput(tmp):
     ok(db, "inbound", "mailbox", "add", "acme", "globalmobility@acme." + PD)
     before, g = export(db), generation(db)
     for args, what in BAD:
-        rc, out, err = run(db, *args)
-        lines = err.splitlines()
-        check(rc != 0, "%s: status %d" % (what, rc))
-        check(len(lines) == 1 and lines[0].startswith("tlsgate-admin: "),
-              "%s: one stderr line, got %r" % (what, err))
-        check(out == "", "%s: nothing on stdout, got %r" % (what, out))
-    check(export(db) == before, "bad input left the store unchanged")
-    check(generation(db) == g, "bad input left the generation unchanged")
+        for extra in ([], ["--json"]):
+            rc, out, err = run(db, *(args + extra))
+            lines = err.splitlines()
+            check(rc != 0, "%s: status %d" % (what, rc))
+            check(len(lines) == 1 and lines[0].startswith("tlsgate-admin: "),
+                  "%s: one stderr line, got %r" % (what, err))
+            check(out == "", "%s: nothing on stdout, got %r" % (what, out))
+        check(export(db) == before, "%s: store changed" % what)
+        check(generation(db) == g, "%s: generation moved" % what)
 
     # Usage errors are status 2, failures 1.
     check(run(db, "frobnicate")[0] == 2, "unknown command is status 2")
@@ -339,6 +367,7 @@ def bad_imports(tmp, db, before, g):
         rc, out, err = run(db, "import", path)
         check(rc == 1 and len(err.splitlines()) == 1,
               "import %s: status %d, stderr %r" % (what, rc, err))
+        check(export(db) == before, "import %s: store changed" % what)
     rc, out, err = run(db, "import", "-", stdin=b'{"version": 1,\n  x}')
     check(rc == 1 and "line 2" in err, "import error names the line: %r" % err)
     check(export(db) == before, "bad imports left the store unchanged")
