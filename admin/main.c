@@ -156,6 +156,21 @@ static void adm_set_opt(struct adm_ctx *c, unsigned flag, const char *v)
     }
 }
 
+/* Takes the options every command has: --json, --help, --version. */
+static bool adm_take_flag(struct adm_ctx *c, struct adm_argv *a,
+                          const char *arg)
+{
+    if (!strcmp(arg, "--json"))
+        c->json = true;
+    else if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
+        a->help = true;
+    else if (!strcmp(arg, "--version"))
+        a->version = true;
+    else
+        return false;
+    return true;
+}
+
 /* Takes one "--name[=value]" option at argv[*i]. Returns ADM_OK or
  * ADM_USAGE after a message. */
 static int adm_take_opt(struct adm_ctx *c, struct adm_argv *a, int argc,
@@ -167,13 +182,8 @@ static int adm_take_opt(struct adm_ctx *c, struct adm_argv *a, int argc,
     bool takes = false;
     unsigned flag = 0;
 
-    if (!strcmp(arg, "--json") || !strcmp(arg, "--help") ||
-        !strcmp(arg, "-h") || !strcmp(arg, "--version")) {
-        c->json |= !strcmp(arg, "--json");
-        a->help |= arg[2] == 'h' || arg[1] == 'h';
-        a->version |= arg[2] == 'v';
+    if (adm_take_flag(c, a, arg))
         return ADM_OK;
-    }
     if (len == 4 && !strncmp(arg, "--db", 4))
         takes = true;
     for (size_t k = 0; k < sizeof(adm_opts) / sizeof(adm_opts[0]); k++)

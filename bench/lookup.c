@@ -271,12 +271,13 @@ int main(int argc, char **argv)
     struct bench_opts o = {0};
     struct bench_result r;
     struct bench_key *out_keys, *in_keys;
-    char tmpl[] = "/tmp/tlsgate-bench-XXXXXX", db[PATH_MAX];
+    char tmpl[] = "/tmp/tlsgate-bench-123456", db[PATH_MAX];
     const char *dir;
     struct store *st;
     int rc;
 
     bench_args(argc, argv, &o);
+    memset(tmpl + sizeof(tmpl) - 7, 'X', 6); /* the six mkdtemp replaces */
     dir = o.dir ? o.dir : mkdtemp(tmpl);
     if (dir == NULL || (o.dir && mkdir(dir, 0700) != 0 && errno != EEXIST))
         bench_die("temporary folder", 0);
