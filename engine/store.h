@@ -142,6 +142,15 @@ int store_outbound_foreach(struct store_txn *txn, const char *tenant,
  * STORE_EEXIST). The Maildir folder is fixed here (docs/store.md). */
 int store_mailbox_add(struct store_txn *txn, const char *tenant,
                       const char *address);
+/* As store_mailbox_add with the folder given (import keeps folders as
+ * exported): folder must be the address's local part or "local@domain",
+ * and not yet used by the tenant (else STORE_EEXIST). */
+int store_mailbox_add_folder(struct store_txn *txn, const char *tenant,
+                             const char *address, const char *folder);
+/* The tenant and Maildir folder (size folderlen >= ADDR_MAX + 1) of a
+ * registered mailbox: 0, STORE_ENOTFOUND or STORE_EINVAL. */
+int store_mailbox_lookup(struct store_txn *txn, const char *address,
+                         char *tenant, char *folder, size_t folderlen);
 int store_mailbox_remove(struct store_txn *txn, const char *tenant,
                          const char *address);
 int store_mailbox_foreach(struct store_txn *txn, const char *tenant,

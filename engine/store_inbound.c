@@ -100,25 +100,63 @@ static int store_mailbox_write(struct store_txn *txn, const char *tenant,
     return store_put(txn, DB_FOLDERS, &k, &b);
 }
 
-int store_mailbox_add(struct store_txn *txn, const char *tenant,
-                      const char *address)
+/* Checks a new mailbox: the tenant exists, the address is a valid mailbox
+ * not registered yet. */
+static int store_mailbox_new(struct store_txn *txn, const char *tenant,
+                             const char *address, struct addr *a)
 {
     struct store_tenant_rec rec;
     char owner[TENANT_MAX + 1], folder[ADDR_MAX + 1];
-    struct addr a;
     int rc = store_tenant_read(txn, tenant, &rec);
 
     if (rc != STORE_OK)
         return rc;
-    if (store_mailbox_parse(address, &a) != STORE_OK)
+    if (store_mailbox_parse(address, a) != STORE_OK)
         return STORE_EINVAL;
-    rc = store_mailbox_get(txn, a.full, owner, folder, sizeof(folder));
+    rc = store_mailbox_get(txn, a->full, owner, folder, sizeof(folder));
     if (rc != STORE_ENOTFOUND)
         return rc == STORE_OK ? STORE_EEXIST : rc;
-    rc = store_folder_pick(txn, tenant, &a, folder);
+    return STORE_OK;
+}
+
+int store_mailbox_add(struct store_txn *txn, const char *tenant,
+                      const char *address)
+{
+    char folder[ADDR_MAX + 1];
+    struct addr a;
+    int rc = store_mailbox_new(txn, tenant, address, &a);
+
+    if (rc == STORE_OK)
+        rc = store_folder_pick(txn, tenant, &a, folder);
     if (rc != STORE_OK)
         return rc;
     return store_mailbox_write(txn, tenant, a.full, folder);
+}
+
+int store_mailbox_add_folder(struct store_txn *txn, const char *tenant,
+                             const char *address, const char *folder)
+{
+    struct addr a;
+    int rc = store_mailbox_new(txn, tenant, address, &a);
+
+    if (rc != STORE_OK)
+        return rc;
+    if (strcmp(folder, a.local) != 0 &&
+        (strcmp(folder, a.full) != 0 || strlen(a.full) > STORE_NAME_MAX))
+        return STORE_EINVAL;
+    if (store_folder_taken(txn, tenant, folder))
+        return STORE_EEXIST;
+    return store_mailbox_write(txn, tenant, a.full, folder);
+}
+
+int store_mailbox_lookup(struct store_txn *txn, const char *address,
+                         char *tenant, char *folder, size_t folderlen)
+{
+    struct addr a;
+
+    if (addr_parse(address, &a) != ADDR_OK || a.full[0] == '\0')
+        return STORE_EINVAL;
+    return store_mailbox_get(txn, a.full, tenant, folder, folderlen);
 }
 
 int store_mailbox_remove(struct store_txn *txn, const char *tenant,

@@ -604,6 +604,49 @@ static void test_entries_and_folders(void **state)
     store_abort(t);
 }
 
+/* Import keeps folders: a mailbox can be registered with its folder. */
+static void test_mailbox_add_folder(void **state)
+{
+    struct fixture *fx = *state;
+    struct store_txn *t = fx_write(fx);
+    char tenant[TENANT_MAX + 1], folder[ADDR_MAX + 1];
+
+    assert_int_equal(store_mailbox_lookup(t, "INFO@acme." PLATFORM ".", tenant,
+                                          folder, sizeof(folder)),
+                     0);
+    assert_string_equal(tenant, "acme");
+    assert_string_equal(folder, "info");
+    assert_int_equal(store_mailbox_lookup(t, "x@nowhere.example", tenant,
+                                          folder, sizeof(folder)),
+                     STORE_ENOTFOUND);
+    assert_int_equal(
+        store_mailbox_lookup(t, "<>", tenant, folder, sizeof(folder)),
+        STORE_EINVAL);
+
+    assert_int_equal(store_mailbox_add_folder(t, "acme", "a@acme." PLATFORM,
+                                              "a@acme." PLATFORM),
+                     0);
+    assert_int_equal(store_mailbox_add_folder(t, "acme", "b@x.example", "b"),
+                     0);
+    assert_int_equal(
+        store_mailbox_lookup(t, "b@x.example", tenant, folder, sizeof(folder)),
+        0);
+    assert_string_equal(folder, "b");
+    /* only the two forms a folder can take, and only a free one */
+    assert_int_equal(store_mailbox_add_folder(t, "acme", "c@x.example", "d"),
+                     STORE_EINVAL);
+    assert_int_equal(store_mailbox_add_folder(t, "acme", "c@x.example", "../c"),
+                     STORE_EINVAL);
+    assert_int_equal(
+        store_mailbox_add_folder(t, "acme", "info@y.example", "info"),
+        STORE_EEXIST);
+    assert_int_equal(store_mailbox_add_folder(t, "acme", "b@x.example", "b"),
+                     STORE_EEXIST);
+    assert_int_equal(store_mailbox_add_folder(t, "nobody", "e@x.example", "e"),
+                     STORE_ENOTFOUND);
+    store_abort(t);
+}
+
 /* Writes raw bytes as the value of key in db, bypassing the codec. */
 static void put_raw(struct store_txn *t, enum store_db db, const char *key,
                     size_t klen, const char *val, size_t vlen)
@@ -827,6 +870,8 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_set_from, setup_some, fx_teardown),
         cmocka_unit_test_setup_teardown(test_entries_and_folders, setup_some,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_mailbox_add_folder, setup_some,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_records, setup_some,
                                         fx_teardown),
