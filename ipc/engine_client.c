@@ -331,8 +331,8 @@ static void on_retry(uv_timer_t *t)
 static void drop_connection(struct eng_client *c, const char *why)
 {
     if (c->state == CS_CONNECTED)
-        log_warn("id=engine-client event=disconnected path=%s reason=%s",
-                 c->path, why);
+        log_warn("id=engine-client disconnected path=%s reason=%s", c->path,
+                 why);
     conn_close(c);
     c->state = CS_BACKOFF;
     c->out.len = 0;
@@ -437,7 +437,7 @@ static void on_connect(uv_connect_t *req, int status)
         drop_connection(c, status < 0 ? uv_strerror(status) : "read");
         return;
     }
-    log_info("id=engine-client event=connected path=%s", c->path);
+    log_info("id=engine-client connected path=%s", c->path);
     c->state = CS_CONNECTED;
     c->backoff_ms = BACKOFF_MIN_MS;
     uv_prepare_start(&c->flush, on_flush);
@@ -590,7 +590,7 @@ int eng_send_event(struct eng_client *c, const struct eng_event *ev)
         return IPC_EINVAL;
     if (c->nevents >= ENG_EVENT_QUEUE_MAX) {
         if (c->ev_dropped++ % 1000 == 0)
-            log_warn("id=engine-client event=event-dropped reason=queue-full "
+            log_warn("id=engine-client event_dropped reason=queue-full "
                      "dropped=%llu",
                      (unsigned long long)c->ev_dropped);
         return IPC_EFULL;
