@@ -36,6 +36,7 @@ static int adm_do_tenant_add(struct adm_ctx *c, struct store_txn *txn,
                              void *arg)
 {
     const char *name = c->args[0];
+    struct tenant_info t;
     struct addr from;
     int rc;
 
@@ -43,9 +44,16 @@ static int adm_do_tenant_add(struct adm_ctx *c, struct store_txn *txn,
         return ADM_FAIL;
     if (c->from && adm_address(c->from, &from) != ADM_OK)
         return ADM_FAIL;
+    if (store_tenant_get(txn, name, &t) == 0)
+        return adm_err("tenant '%s' already exists", name);
     rc = store_tenant_add(txn, name, c->from ? from.full : NULL);
     if (rc == STORE_EEXIST)
-        return adm_err("tenant '%s' already exists", name);
+        return adm_err("From address '%s' belongs to another tenant",
+                       from.full);
+    if (rc == STORE_EINVAL)
+        return adm_err("tenant name '%s' is too long for the platform "
+                       "domain (%s.<platform domain> must fit in %d bytes)",
+                       name, name, ADDR_DOMAIN_MAX);
     if (rc < 0)
         return adm_store_err(rc, "tenant add");
     return ADM_OK;
@@ -84,6 +92,9 @@ static int adm_do_tenant_set(struct adm_ctx *c, struct store_txn *txn,
     if (c->from && adm_address(c->from, &from) != ADM_OK)
         return ADM_FAIL;
     rc = store_tenant_set_from(txn, c->args[0], c->from ? from.full : NULL);
+    if (rc == STORE_EEXIST)
+        return adm_err("From address '%s' belongs to another tenant",
+                       from.full);
     if (rc < 0)
         return adm_store_err(rc, "tenant set");
     return ADM_OK;

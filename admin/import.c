@@ -398,6 +398,8 @@ static int imp_tenant(struct adm_import *im, const char *name, json_t *t)
     if (im->txn) {
         rc = store_tenant_add(im->txn, name,
                               json_is_string(from) ? a.full : NULL);
+        if (rc == STORE_EEXIST)
+            return imp_err(im, "from", "'%s' is another tenant's From", a.full);
         if (rc < 0)
             return imp_store(im, "", rc, name);
     }

@@ -232,6 +232,10 @@ BAD = [
     (["tenant", "add", "-lead"], "tenant name with a leading dash"),
     (["tenant", "add", "a" * 64], "tenant name too long"),
     (["tenant", "add", "acme"], "tenant that exists"),
+    (["tenant", "add", "newt", "--from", "Boss@acme.example"],
+     "From address of another tenant"),
+    (["tenant", "set", "other", "--from", "boss@acme.example"],
+     "set the From of another tenant"),
     (["tenant", "add", "newt", "--from", "not an address"], "bad From"),
     (["tenant", "set", "acme", "--from", "a@b..c"], "bad From domain"),
     (["tenant", "set", "acme"], "tenant set without --from"),
@@ -297,7 +301,9 @@ BAD = [
 def test_badinput(tmp):
     db = os.path.join(tmp, "store")
     ok(db, "init", "--platform-domain", PD)
-    ok(db, "tenant", "add", "acme")
+    ok(db, "tenant", "add", "acme", "--from", "noreply@acme." + PD)
+    ok(db, "tenant", "add", "other", "--from", "x@other.example")
+    ok(db, "tenant", "set", "acme", "--from", "boss@acme.example")
     ok(db, "outbound", "add", "acme", "vendor.example")
     ok(db, "inbound", "mailbox", "add", "acme", "globalmobility@acme." + PD)
     before, g = export(db), generation(db)
