@@ -426,6 +426,46 @@ static int store_tenant_mailbox_del(const MDB_val *key, const MDB_val *val,
     return rc == STORE_ENOTFOUND ? STORE_OK : rc;
 }
 
+struct store_sender_find {
+    struct store_txn *txn;
+    const char *tenant;
+    char key[ADDR_MAX + 1];
+};
+
+/* Stops at a From index entry that names the tenant, copying its key. */
+static int store_sender_match(const MDB_val *key, const MDB_val *val, void *ctx)
+{
+    struct store_sender_find *f = ctx;
+    char tenant[TENANT_MAX + 1];
+    struct store_field fld[] = {
+        {"tenant", SF_STR, true, tenant, sizeof(tenant), 0, false},
+    };
+
+    if (key->mv_size > ADDR_MAX ||
+        store_decode_map(f->txn, val, fld, 1) != STORE_OK ||
+        strcmp(tenant, f->tenant) != 0)
+        return 0;
+    memcpy(f->key, key->mv_data, key->mv_size);
+    f->key[key->mv_size] = '\0';
+    return 1;
+}
+
+/* Drops every From index entry of a tenant whose record does not decode
+ * (so its From is unknown): a full walk, only on that path. */
+static int store_sender_del_tenant(struct store_txn *txn, const char *name)
+{
+    struct store_sender_find f = {.txn = txn, .tenant = name};
+    int rc;
+
+    while ((rc = store_walk_prefix(txn, DB_SENDERS, "", 0, store_sender_match,
+                                   &f)) == 1) {
+        rc = store_sender_del(txn, f.key);
+        if (rc != STORE_OK)
+            return rc;
+    }
+    return rc;
+}
+
 int store_tenant_remove(struct store_txn *txn, const char *name)
 {
     struct store_tenant_rec rec;
@@ -434,6 +474,10 @@ int store_tenant_remove(struct store_txn *txn, const char *name)
     size_t plen = strlen(name) + 1;
     int rc = store_tenant_read(txn, name, &rec);
 
+    if (rc == STORE_ECORRUPT) {
+        rec.from[0] = '\0';
+        rc = store_sender_del_tenant(txn, name);
+    }
     if (rc != STORE_OK)
         return rc;
     memcpy(prefix, name, plen); /* "name\0" */

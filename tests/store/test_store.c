@@ -715,6 +715,13 @@ static void test_corrupt_records(void **state)
             STORE_ECORRUPT);
         assert_int_equal(store_outbound_add(t, "acme", "a.example", TLS_MAY),
                          STORE_ECORRUPT);
+        /* a corrupt tenant can still be removed, From index included */
+        assert_int_equal(store_tenant_remove(t, "acme"), 0);
+        assert_int_equal(store_tenant_get(t, "acme", &ti), STORE_ENOTFOUND);
+        assert_int_equal(policy_tenant_for_sender(t, "news@brand.example", &ti),
+                         STORE_ENOTFOUND);
+        assert_int_equal(policy_tenant_for_sender(t, "x@beta." PLATFORM, &ti),
+                         0);
         store_abort(t);
     }
 
