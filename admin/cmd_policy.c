@@ -200,7 +200,8 @@ int adm_cmd_mailbox_remove(struct adm_ctx *c)
 
 int adm_cmd_mailbox_list(struct adm_ctx *c)
 {
-    return adm_list_part(c, "inbound", "mailboxes", "mailboxes");
+    return adm_list_part(c, "inbound", "mailboxes",
+                         "mailboxes (address, Maildir folder)");
 }
 
 struct adm_allow {

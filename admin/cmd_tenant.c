@@ -136,7 +136,7 @@ static int adm_tenant_row(struct store_txn *txn, const struct tenant_info *t,
         json_integer(json_object_size(json_object_get(ob, "domains"))));
     json_object_set_new(
         *out, "mailboxes",
-        json_integer(json_array_size(json_object_get(ib, "mailboxes"))));
+        json_integer(json_object_size(json_object_get(ib, "mailboxes"))));
     json_object_set_new(
         *out, "trusted",
         json_integer(json_array_size(json_object_get(ib, "trusted"))));
@@ -295,7 +295,8 @@ int adm_tenant_print(struct store_txn *txn, const struct tenant_info *t,
     adm_table_print(&tab, f);
 
     adm_print_titled(f, "outbound domains", json_object_get(ob, "domains"));
-    adm_print_titled(f, "mailboxes", json_object_get(ib, "mailboxes"));
+    adm_print_titled(f, "mailboxes (address, Maildir folder)",
+                     json_object_get(ib, "mailboxes"));
     adm_print_titled(f, "trusted domains", json_object_get(ib, "trusted"));
     json_decref(full);
     return ADM_OK;

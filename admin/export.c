@@ -82,22 +82,51 @@ static int adm_outbound_json(struct store_txn *txn, const struct tenant_info *t,
     return *out ? ADM_OK : adm_err("out of memory");
 }
 
+/* The tenant's mailboxes as an object: address -> Maildir folder. */
+static int adm_mailboxes_json(struct store_txn *txn, const char *tenant,
+                              json_t **out)
+{
+    json_t *list = json_array(), *v;
+    char owner[TENANT_MAX + 1], folder[ADDR_MAX + 1];
+    size_t k;
+    int rc = store_mailbox_foreach(txn, tenant, adm_add_str, list);
+
+    *out = json_object();
+    json_array_foreach(list, k, v)
+    {
+        if (rc < 0)
+            break;
+        rc = store_mailbox_lookup(txn, json_string_value(v), owner, folder,
+                                  sizeof(folder));
+        if (rc == 0)
+            rc = json_object_set_new(*out, json_string_value(v),
+                                     json_string(folder));
+    }
+    json_decref(list);
+    if (rc < 0) {
+        json_decref(*out);
+        return adm_store_err(rc, tenant);
+    }
+    return ADM_OK;
+}
+
 /* The "inbound" object of a tenant. */
 static int adm_inbound_json(struct store_txn *txn, const struct tenant_info *t,
                             json_t **out)
 {
-    json_t *mbox = json_array(), *trusted = json_array();
+    json_t *mbox, *trusted = json_array();
     int rc;
 
-    rc = store_mailbox_foreach(txn, t->name, adm_add_str, mbox);
-    if (rc >= 0)
-        rc = store_trust_foreach(txn, t->name, adm_add_str, trusted);
+    if (adm_mailboxes_json(txn, t->name, &mbox) != ADM_OK) {
+        json_decref(trusted);
+        return ADM_FAIL;
+    }
+    rc = store_trust_foreach(txn, t->name, adm_add_str, trusted);
     if (rc < 0) {
         json_decref(mbox);
         json_decref(trusted);
         return adm_store_err(rc, t->name);
     }
-    adm_sort_strings(mbox);
     adm_sort_strings(trusted);
     *out =
         json_pack("{s:s, s:b, s:s, s:o, s:o}", "tls",

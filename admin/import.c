@@ -270,15 +270,13 @@ static int imp_outbound(struct adm_import *im, json_t *ob)
 }
 
 /* One trusted domain (a list item): checked, or added when applying. */
-static int imp_trusted(struct adm_import *im, json_t *seen, json_t *v)
+static int imp_trusted(struct adm_import *im, json_t *seen, const char *item,
+                       json_t *unused)
 {
     char dom[ADDR_DOMAIN_MAX + 2];
     int rc;
 
-    if (!json_is_string(v))
-        return imp_err(im, "inbound.trusted", "items must be strings");
-    if (imp_domain(im, "inbound.trusted", json_string_value(v), true, dom) !=
-        ADM_OK)
+    if (imp_domain(im, "inbound.trusted", item, true, dom) != ADM_OK)
         return ADM_FAIL;
     if (im->txn == NULL)
         return imp_seen(im, "inbound.trusted", seen, dom);
@@ -287,46 +285,80 @@ static int imp_trusted(struct adm_import *im, json_t *seen, json_t *v)
     return ADM_OK;
 }
 
-/* One monitored mailbox (a list item): checked, or added when applying. */
-static int imp_mailbox(struct adm_import *im, json_t *seen, json_t *v)
+/* Checks a mailbox's Maildir folder: its local part or its address. */
+static int imp_folder(struct adm_import *im, const struct addr *a,
+                      json_t *folder)
+{
+    const char *f = json_string_value(folder);
+
+    if (f == NULL)
+        return imp_err(im, "inbound.mailboxes",
+                       "'%s': the folder must be a "
+                       "string",
+                       a->full);
+    if (strcmp(f, a->local) && strcmp(f, a->full))
+        return imp_err(im, "inbound.mailboxes",
+                       "'%s': the folder must be "
+                       "'%s' or '%s'",
+                       a->full, a->local, a->full);
+    return ADM_OK;
+}
+
+/* One monitored mailbox, with its folder when the file gives one:
+ * checked, or added when applying. */
+static int imp_mailbox(struct adm_import *im, json_t *seen, const char *item,
+                       json_t *folder)
 {
     struct addr a;
-    int rc;
+    int rc = addr_parse(item, &a);
 
-    if (!json_is_string(v))
-        return imp_err(im, "inbound.mailboxes", "items must be strings");
-    rc = addr_parse(json_string_value(v), &a);
     if (rc < 0 || !a.full[0] || !addr_local_is_safe(a.local))
         return imp_err(im, "inbound.mailboxes",
-                       "'%s' is not a usable "
-                       "mailbox address%s%s",
-                       json_string_value(v), rc < 0 ? ": " : "",
-                       rc < 0 ? addr_strerror(rc) : "");
+                       "'%s' is not a usable mailbox address%s%s", item,
+                       rc < 0 ? ": " : "", rc < 0 ? addr_strerror(rc) : "");
+    if (folder && imp_folder(im, &a, folder) != ADM_OK)
+        return ADM_FAIL;
     if (im->txn == NULL)
         return imp_seen(im, "inbound.mailboxes", seen, a.full);
-    if ((rc = store_mailbox_add(im->txn, im->tenant, a.full)) < 0)
+    rc = folder ? store_mailbox_add_folder(im->txn, im->tenant, a.full,
+                                           json_string_value(folder))
+                : store_mailbox_add(im->txn, im->tenant, a.full);
+    if (rc < 0)
         return imp_store(im, "inbound.mailboxes", rc, a.full);
     return ADM_OK;
 }
 
-/* Runs fn on every item of the array field name of obj (absent: none). */
+typedef int (*imp_item_fn)(struct adm_import *im, json_t *seen,
+                           const char *item, json_t *value);
+
+/* Runs fn on every item of the field name of obj (absent: none): an array
+ * of strings, or, with objects allowed, an object (key, value). */
 static int imp_list(struct adm_import *im, json_t *obj, const char *name,
-                    int (*fn)(struct adm_import *, json_t *, json_t *))
+                    bool objects, imp_item_fn fn)
 {
-    json_t *arr = json_object_get(obj, name), *seen, *v;
+    json_t *list = json_object_get(obj, name), *seen, *v;
+    const char *key;
     char where[32];
     size_t k;
     int rc = ADM_OK;
 
     snprintf(where, sizeof(where), "inbound.%s", name);
-    if (arr == NULL)
+    if (list == NULL)
         return ADM_OK;
-    if (!json_is_array(arr))
-        return imp_err(im, where, "must be an array");
+    if (!json_is_array(list) && !(objects && json_is_object(list)))
+        return imp_err(im, where, "must be an array%s",
+                       objects ? " or an object" : "");
     seen = json_object();
-    json_array_foreach(arr, k, v)
+    json_array_foreach(list, k, v)
     {
-        if ((rc = fn(im, seen, v)) != ADM_OK)
+        rc = json_is_string(v) ? fn(im, seen, json_string_value(v), NULL)
+                               : imp_err(im, where, "items must be strings");
+        if (rc != ADM_OK)
+            break;
+    }
+    json_object_foreach(list, key, v)
+    {
+        if (rc != ADM_OK || (rc = fn(im, seen, key, v)) != ADM_OK)
             break;
     }
     json_decref(seen);
@@ -371,8 +403,8 @@ static int imp_inbound(struct adm_import *im, json_t *ib)
     if (ib && imp_keys(im, "inbound", ib, keys) != ADM_OK)
         return ADM_FAIL;
     if (imp_inbound_flags(im, ib) != ADM_OK ||
-        imp_list(im, ib, "trusted", imp_trusted) != ADM_OK ||
-        imp_list(im, ib, "mailboxes", imp_mailbox) != ADM_OK)
+        imp_list(im, ib, "trusted", false, imp_trusted) != ADM_OK ||
+        imp_list(im, ib, "mailboxes", true, imp_mailbox) != ADM_OK)
         return ADM_FAIL;
     return ADM_OK;
 }

@@ -127,7 +127,8 @@ def test_commands(tmp):
     check(t["inbound"] == {"tls": "may", "allowlist": True,
                            "action": "discard",
                            "trusted": ["partner.example"],
-                           "mailboxes": ["globalmobility@acme." + PD]},
+                           "mailboxes": {"globalmobility@acme." + PD:
+                                         "globalmobility"}},
           "tenant show inbound: %r" % t.get("inbound"))
     out = ok(db, "tenant", "show", "acme")
     check("vendor.example" in out and "globalmobility@acme." + PD in out,
@@ -136,7 +137,8 @@ def test_commands(tmp):
     check(js(db, "outbound", "list", "acme")["domains"][".example.com"] ==
           "verify", "outbound list")
     check(js(db, "inbound", "mailbox", "list", "acme")["mailboxes"] ==
-          ["globalmobility@acme." + PD], "inbound mailbox list")
+          {"globalmobility@acme." + PD: "globalmobility"},
+          "inbound mailbox list")
     check(js(db, "settings", "show")["settings"] ==
           {"platform_domain": PD}, "settings show")
     ok(db, "settings", "set", "default_from_local", "no-reply")
@@ -353,6 +355,11 @@ BAD_FILES = {
         ' "p.example"}, "tenants": {"t": {"inbound": {"mailboxes": '
         '["a@t.p.example"]}}, "u": {"inbound": {"mailboxes": '
         '["a@t.p.example"]}}}}',
+    "bad folder": '{"version": 1, "settings": {"platform_domain":'
+        ' "p.example"}, "tenants": {"t": {"inbound": {"mailboxes": '
+        '{"a@t.p.example": "../b"}}}}}',
+    "mailboxes neither list nor object": '{"version": 1, "tenants": {"t": '
+        '{"inbound": {"mailboxes": "a@t.p.example"}}}}',
     "bad port": '{"version": 1, "routes": {"r.example": '
                 '{"host": "h.example", "port": 70000}}}',
     "bad host": '{"version": 1, "routes": {"r.example": '
@@ -414,12 +421,42 @@ def test_roundtrip(tmp):
     ok(b, "import", "-", stdin=small.encode())
     check(js(b, "tenant", "show", "solo")["from"] == "noreply@solo." + PD,
           "import keeps the platform domain")
+    folders(tmp)
     c = os.path.join(tmp, "c")
     rc, out, err = run(c, "import", "-", stdin=small.encode())
     check(rc == 1 and len(err.splitlines()) == 1,
           "import without platform_domain into an empty store fails")
     ok(c, "import", path)
     check(export(c) == first, "import into a fresh store")
+
+
+def folders(tmp):
+    """Maildir folders survive export and import, even when the platform
+    domain changed after a mailbox was registered."""
+    a, b = os.path.join(tmp, "fa"), os.path.join(tmp, "fb")
+    ok(a, "init", "--platform-domain", "old.example")
+    ok(a, "tenant", "add", "acme")
+    ok(a, "inbound", "mailbox", "add", "acme", "x@acme.old.example")
+    ok(a, "settings", "set", "platform_domain", "new.example")
+    ok(a, "inbound", "mailbox", "add", "acme", "x@acme.new.example")
+    ok(a, "inbound", "mailbox", "add", "acme", "y@elsewhere.example")
+    want = {"x@acme.old.example": "x", "x@acme.new.example":
+            "x@acme.new.example", "y@elsewhere.example":
+            "y@elsewhere.example"}
+    check(js(a, "inbound", "mailbox", "list", "acme")["mailboxes"] == want,
+          "mailbox folders")
+    first = export(a)
+    ok(b, "import", "-", stdin=first.encode())
+    check(export(b) == first, "folders round trip")
+    e = js(b, "explain", "inbound", "s@x.example", "x@acme.old.example")
+    check(e["mailbox_dir"] == "acme/x", "kept folder: %r" % e)
+
+    # A hand-written file may list addresses only: the store picks folders.
+    doc = json.loads(first)
+    doc["tenants"]["acme"]["inbound"]["mailboxes"] = ["z@acme.new.example"]
+    ok(b, "import", "-", stdin=json.dumps(doc).encode())
+    check(js(b, "inbound", "mailbox", "list", "acme")["mailboxes"] ==
+          {"z@acme.new.example": "z"}, "import of a mailbox array")
 
 
 def test_explain(tmp):
