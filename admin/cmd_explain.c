@@ -14,6 +14,7 @@ static int adm_explain_err(int rc, const char *what, const char *tenant)
     return adm_store_err(rc, "explain");
 }
 
+/* explain outbound as aligned "field  value" lines. */
 static void adm_outbound_text(const struct outbound_decision *d)
 {
     struct adm_table t;
@@ -31,6 +32,7 @@ static void adm_outbound_text(const struct outbound_decision *d)
     adm_table_print(&t, stdout);
 }
 
+/* policy_outbound for (tenant, recipient) on one read transaction. */
 int adm_cmd_explain_outbound(struct adm_ctx *c)
 {
     struct outbound_decision d;
@@ -60,6 +62,7 @@ int adm_cmd_explain_outbound(struct adm_ctx *c)
         stdout, false);
 }
 
+/* explain inbound as aligned "field  value" lines. */
 static void adm_inbound_text(const struct inbound_decision *d, bool tls)
 {
     struct adm_table t;
@@ -78,6 +81,7 @@ static void adm_inbound_text(const struct inbound_decision *d, bool tls)
     adm_table_print(&t, stdout);
 }
 
+/* explain inbound --json: the fields docs/admin.md lists. */
 static json_t *adm_inbound_json(const struct inbound_decision *d, bool tls)
 {
     char reply[32];
@@ -92,6 +96,7 @@ static json_t *adm_inbound_json(const struct inbound_decision *d, bool tls)
                      (json_int_t)d->generation);
 }
 
+/* policy_inbound for (sender, recipient, tls) on one read transaction. */
 int adm_cmd_explain_inbound(struct adm_ctx *c)
 {
     struct inbound_decision d;

@@ -15,6 +15,8 @@ static int adm_opt_level(struct adm_ctx *c, enum tls_level dflt,
     return c->level ? adm_level(c->level, out) : ADM_OK;
 }
 
+/* Sets the mode; under all with the --level default, else keeping the
+ * stored default level. */
 static int adm_do_mode(struct adm_ctx *c, struct store_txn *txn, void *arg)
 {
     enum out_mode mode = *(enum out_mode *)arg;
@@ -37,6 +39,7 @@ static int adm_do_mode(struct adm_ctx *c, struct store_txn *txn, void *arg)
     return ADM_OK;
 }
 
+/* Checks the mode word and --level before the store is opened. */
 int adm_cmd_outbound_mode(struct adm_ctx *c)
 {
     enum out_mode mode;
@@ -51,6 +54,7 @@ int adm_cmd_outbound_mode(struct adm_ctx *c)
     return adm_write(c, false, adm_do_mode, &mode);
 }
 
+/* Adds or re-levels one entry of an existing tenant. */
 static int adm_do_outbound_add(struct adm_ctx *c, struct store_txn *txn,
                                void *arg)
 {
@@ -68,6 +72,7 @@ static int adm_do_outbound_add(struct adm_ctx *c, struct store_txn *txn,
     return ADM_OK;
 }
 
+/* An unknown --level is a usage error, found before the store opens. */
 int adm_cmd_outbound_add(struct adm_ctx *c)
 {
     enum tls_level lvl;
@@ -78,6 +83,7 @@ int adm_cmd_outbound_add(struct adm_ctx *c)
     return adm_write(c, false, adm_do_outbound_add, NULL);
 }
 
+/* Removes one entry, naming it when it is not there. */
 static int adm_do_outbound_remove(struct adm_ctx *c, struct store_txn *txn,
                                   void *arg)
 {
@@ -150,6 +156,7 @@ static int adm_mailbox_arg(const char *in, struct addr *a)
     return ADM_OK;
 }
 
+/* Registers a mailbox; the store picks its Maildir folder. */
 static int adm_do_mailbox_add(struct adm_ctx *c, struct store_txn *txn,
                               void *arg)
 {
@@ -176,6 +183,7 @@ int adm_cmd_mailbox_add(struct adm_ctx *c)
     return adm_write(c, false, adm_do_mailbox_add, NULL);
 }
 
+/* Removes one of the tenant's mailboxes. */
 static int adm_do_mailbox_remove(struct adm_ctx *c, struct store_txn *txn,
                                  void *arg)
 {
@@ -210,6 +218,7 @@ struct adm_allow {
     enum in_action action;
 };
 
+/* Switches the allow-list, keeping the action unless one was given. */
 static int adm_do_allowlist(struct adm_ctx *c, struct store_txn *txn, void *arg)
 {
     struct adm_allow *al = arg;
@@ -225,6 +234,7 @@ static int adm_do_allowlist(struct adm_ctx *c, struct store_txn *txn, void *arg)
     return ADM_OK;
 }
 
+/* Checks on|off and --action before the store is opened. */
 int adm_cmd_allowlist(struct adm_ctx *c)
 {
     struct adm_allow al = {0};
@@ -247,6 +257,7 @@ int adm_cmd_allowlist(struct adm_ctx *c)
     return adm_write(c, false, adm_do_allowlist, &al);
 }
 
+/* Adds (arg not NULL) or removes a trusted sender domain. */
 static int adm_do_trust(struct adm_ctx *c, struct store_txn *txn, void *arg)
 {
     bool add = arg != NULL;
@@ -277,6 +288,7 @@ int adm_cmd_untrust(struct adm_ctx *c)
     return adm_write(c, false, adm_do_trust, NULL);
 }
 
+/* Sets whether the tenant's mailboxes need a TLS session. */
 static int adm_do_inbound_tls(struct adm_ctx *c, struct store_txn *txn,
                               void *arg)
 {
@@ -290,6 +302,7 @@ static int adm_do_inbound_tls(struct adm_ctx *c, struct store_txn *txn,
     return ADM_OK;
 }
 
+/* Checks may|require before the store is opened. */
 int adm_cmd_inbound_tls(struct adm_ctx *c)
 {
     if (strcmp(c->args[1], "may") && strcmp(c->args[1], "require"))
@@ -346,6 +359,7 @@ static int adm_hostport(const char *in, char *host, size_t hostlen,
     return ADM_OK;
 }
 
+/* Adds or replaces the route of a domain. */
 static int adm_do_route_add(struct adm_ctx *c, struct store_txn *txn, void *arg)
 {
     char dom[ADDR_DOMAIN_MAX + 2], host[ADDR_DOMAIN_MAX + 2];
@@ -365,6 +379,7 @@ int adm_cmd_route_add(struct adm_ctx *c)
     return adm_write(c, false, adm_do_route_add, NULL);
 }
 
+/* Removes a route, naming it when it is not there. */
 static int adm_do_route_remove(struct adm_ctx *c, struct store_txn *txn,
                                void *arg)
 {
@@ -386,6 +401,7 @@ int adm_cmd_route_remove(struct adm_ctx *c)
     return adm_write(c, false, adm_do_route_remove, NULL);
 }
 
+/* One route as a table row, IPv6 hosts in brackets. */
 static int adm_route_row(const char *domain, const char *host, unsigned port,
                          void *ctx)
 {
@@ -417,6 +433,7 @@ static int adm_route_json(const char *domain, const char *host, unsigned port,
                                            "host", host, "port", (int)port));
 }
 
+/* route list: a table, or {"routes": [...]} with --json. */
 int adm_cmd_route_list(struct adm_ctx *c)
 {
     struct store *st;

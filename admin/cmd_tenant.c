@@ -25,6 +25,7 @@ static int adm_do_init(struct adm_ctx *c, struct store_txn *txn, void *arg)
     return ADM_OK;
 }
 
+/* init needs --platform-domain; it may create the store folder. */
 int adm_cmd_init(struct adm_ctx *c)
 {
     if (c->platform == NULL)
@@ -32,6 +33,7 @@ int adm_cmd_init(struct adm_ctx *c)
     return adm_write(c, true, adm_do_init, NULL);
 }
 
+/* Adds a tenant, telling "exists" apart from "From taken". */
 static int adm_do_tenant_add(struct adm_ctx *c, struct store_txn *txn,
                              void *arg)
 {
@@ -64,6 +66,7 @@ int adm_cmd_tenant_add(struct adm_ctx *c)
     return adm_write(c, false, adm_do_tenant_add, NULL);
 }
 
+/* Removes a tenant with its entries, mailboxes and From. */
 static int adm_do_tenant_remove(struct adm_ctx *c, struct store_txn *txn,
                                 void *arg)
 {
@@ -81,6 +84,7 @@ int adm_cmd_tenant_remove(struct adm_ctx *c)
     return adm_write(c, false, adm_do_tenant_remove, NULL);
 }
 
+/* Sets the From address, or back to the default. */
 static int adm_do_tenant_set(struct adm_ctx *c, struct store_txn *txn,
                              void *arg)
 {
@@ -187,6 +191,7 @@ static void adm_tenant_table(json_t *rows)
     adm_table_print(&t, stdout);
 }
 
+/* tenant list: one row per tenant, sorted by name. */
 int adm_cmd_tenant_list(struct adm_ctx *c)
 {
     struct store *st;
@@ -319,6 +324,7 @@ static int adm_tenant_show_json(struct store_txn *txn,
     return adm_json_out(doc, stdout, false);
 }
 
+/* tenant show: everything of one tenant, text or JSON. */
 int adm_cmd_tenant_show(struct adm_ctx *c)
 {
     struct store *st;
@@ -383,6 +389,7 @@ int adm_cmd_settings_show(struct adm_ctx *c)
     return rc;
 }
 
+/* Sets one global setting; the store refuses unknown keys. */
 static int adm_do_settings_set(struct adm_ctx *c, struct store_txn *txn,
                                void *arg)
 {
@@ -435,6 +442,7 @@ static int adm_show_text(struct store_txn *txn)
     return rc;
 }
 
+/* show: the whole policy as text, or the export document. */
 int adm_cmd_show(struct adm_ctx *c)
 {
     struct store *st;
