@@ -45,19 +45,41 @@ static int writer_apply(struct store *st, char c, uint64_t *gen)
     return store_commit_gen(t, gen);
 }
 
+/* 'b' begins a write transaction and keeps it open (answering the
+ * generation it reads); 'c' commits it. */
+static int writer_hold(struct store *st, char c, struct store_txn **held,
+                       uint64_t *gen)
+{
+    int rc;
+
+    if (c == 'c')
+        return *held ? store_commit_gen(*held, gen) : -1;
+    rc = store_begin(st, true, held);
+    if (rc == 0)
+        rc = store_tenant_add(*held, "held", NULL);
+    *gen = rc == 0 ? store_generation(*held) : 0;
+    return rc;
+}
+
 /* The writer process: reads one command byte at a time, answers with the
  * generation its commit made. Never returns. */
 static void writer_main(const char *dir, int cmd, int resp)
 {
+    struct store_txn *held = NULL;
     struct store *st = NULL;
     uint64_t gen = 0;
     char c;
+    int rc;
 
     alarm(60);
     if (store_open(&st, dir, 0, STORE_CREATE) != 0)
         _exit(2);
     while (read(cmd, &c, 1) == 1 && c != 'q') {
-        if (writer_apply(st, c, &gen) != 0)
+        if (c == 'b' || c == 'c')
+            rc = writer_hold(st, c, &held, &gen);
+        else
+            rc = writer_apply(st, c, &gen);
+        if (rc != 0)
             gen = 0;
         if (write(resp, &gen, sizeof(gen)) != sizeof(gen))
             _exit(3);
@@ -128,16 +150,27 @@ static void test_reader_sees_writes(void **state)
 
     alarm(60);
     assert_int_equal(writer_do(tp, 'i'), 1);
+
+    /* a read-only open and read work while a write transaction is open */
+    assert_int_equal(writer_do(tp, 'b'), 1);
     assert_int_equal(store_open(&tp->fx.st, tp->fx.dir, 0, STORE_RDONLY), 0);
     assert_int_equal(store_begin(tp->fx.st, false, &r), 0);
     assert_int_equal(store_generation(r), 1);
+    assert_int_equal(store_tenant_get(r, "held", &ti), STORE_ENOTFOUND);
+    assert_int_equal(store_tenant_get(r, "acme", &ti), 0);
+    assert_int_equal(writer_do(tp, 'c'), 2);
+    assert_int_equal(store_tenant_get(r, "held", &ti), STORE_ENOTFOUND);
     assert_int_equal(policy_inbound(r, "<>", "info@acme." PLATFORM, false, &in),
                      0);
     assert_string_equal(in.rule, "no-mailbox");
+    store_reset(r);
+    assert_int_equal(store_renew(r), 0);
+    assert_int_equal(store_generation(r), 2);
+    assert_int_equal(store_tenant_get(r, "held", &ti), 0);
 
     /* the writer commits while this snapshot is open */
-    assert_int_equal(writer_do(tp, 'w'), 2);
-    assert_int_equal(store_generation(r), 1);
+    assert_int_equal(writer_do(tp, 'w'), 3);
+    assert_int_equal(store_generation(r), 2);
     assert_int_equal(policy_inbound(r, "<>", "info@acme." PLATFORM, false, &in),
                      0);
     assert_string_equal(in.rule, "no-mailbox");
@@ -145,27 +178,27 @@ static void test_reader_sees_writes(void **state)
     /* the hot reader's next transaction sees the change */
     store_reset(r);
     assert_int_equal(store_renew(r), 0);
-    assert_int_equal(store_generation(r), 2);
+    assert_int_equal(store_generation(r), 3);
     assert_int_equal(policy_inbound(r, "<>", "info@acme." PLATFORM, false, &in),
                      0);
     assert_string_equal(in.rule, "mailbox");
-    assert_int_equal(in.generation, 2);
+    assert_int_equal(in.generation, 3);
     assert_int_equal(policy_outbound(r, "acme", "x@vendor.example", &out), 0);
     assert_int_equal(out.level, TLS_VERIFY);
-    assert_int_equal(out.generation, 2);
+    assert_int_equal(out.generation, 3);
 
     /* an idle reader (reset) does not hold the writer back either */
     store_reset(r);
-    assert_int_equal(writer_do(tp, 'r'), 3);
+    assert_int_equal(writer_do(tp, 'r'), 4);
     assert_int_equal(store_renew(r), 0);
-    assert_int_equal(store_generation(r), 3);
+    assert_int_equal(store_generation(r), 4);
     assert_int_equal(store_tenant_get(r, "acme", &ti), STORE_ENOTFOUND);
     store_abort(r);
 
     /* a fresh transaction on the same handle sees the same */
-    assert_int_equal(writer_do(tp, 'i'), 4);
+    assert_int_equal(writer_do(tp, 'i'), 5);
     assert_int_equal(store_begin(tp->fx.st, false, &r), 0);
-    assert_int_equal(store_generation(r), 4);
+    assert_int_equal(store_generation(r), 5);
     assert_int_equal(store_tenant_get(r, "acme", &ti), 0);
     store_abort(r);
     alarm(0);
