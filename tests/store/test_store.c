@@ -844,6 +844,31 @@ static void test_setting_get(void **state)
     store_abort(t);
 }
 
+static void test_open_errors(void **state)
+{
+    struct fixture fx;
+    struct store_txn *t;
+    char missing[300];
+
+    fx_mkdir(&fx);
+    snprintf(missing, sizeof(missing), "%s/none", fx.dir);
+    assert_int_equal(store_open(&fx.st, missing, 0, 0), STORE_ENOINIT);
+    assert_null(fx.st);
+    assert_int_equal(store_open(&fx.st, missing, 0, STORE_RDONLY),
+                     STORE_ENOINIT);
+
+    /* a schema version from a newer build is refused, not guessed at */
+    assert_int_equal(store_open(&fx.st, fx.dir, 0, STORE_CREATE), 0);
+    t = fx_write(&fx);
+    put_raw(t, DB_META, "schema", 6, "\x02", 1);
+    assert_int_equal(store_commit(t), 0);
+    store_close(fx.st);
+    assert_int_equal(store_open(&fx.st, fx.dir, 0, 0), STORE_EVERSION);
+    assert_int_equal(store_open(&fx.st, fx.dir, 0, STORE_RDONLY),
+                     STORE_EVERSION);
+    fx_rmdir(&fx);
+}
+
 static void test_strerror(void **state)
 {
     for (int e = STORE_EVERSION; e <= 0; e++)
@@ -888,6 +913,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_clear, setup_some, fx_teardown),
         cmocka_unit_test_setup_teardown(test_setting_get, setup_some,
                                         fx_teardown),
+        cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test_setup_teardown(test_rdonly, setup_some, fx_teardown),
     };

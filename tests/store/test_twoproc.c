@@ -37,6 +37,12 @@ static int writer_apply(struct store *st, char c, uint64_t *gen)
             rc = store_outbound_mode(t, "acme", MODE_DOMAINS, TLS_NONE);
     } else if (c == 'r') {
         rc = store_tenant_remove(t, "acme");
+    } else if (c == 'm') {
+        char name[32];
+        for (int i = 0; i < 6000 && rc == 0; i++) {
+            snprintf(name, sizeof(name), "many%d", i);
+            rc = store_tenant_add(t, name, NULL);
+        }
     }
     if (rc != 0) {
         store_abort(t);
@@ -204,10 +210,34 @@ static void test_reader_sees_writes(void **state)
     alarm(0);
 }
 
+/* The writer grows the data past the reader's (small) map: the reader's
+ * next transaction adopts the larger map instead of failing. */
+static void test_reader_follows_map_growth(void **state)
+{
+    struct twoproc *tp = *state;
+    struct tenant_info ti;
+    struct store_txn *r;
+
+    alarm(60);
+    assert_int_equal(writer_do(tp, 'i'), 1);
+    assert_int_equal(
+        store_open(&tp->fx.st, tp->fx.dir, 64 * 4096, STORE_RDONLY), 0);
+    assert_int_equal(store_begin(tp->fx.st, false, &r), 0);
+    store_reset(r);
+    assert_int_equal(writer_do(tp, 'm'), 2);
+    assert_int_equal(store_renew(r), 0);
+    assert_int_equal(store_generation(r), 2);
+    assert_int_equal(store_tenant_get(r, "many5999", &ti), 0);
+    store_abort(r);
+    alarm(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_reader_sees_writes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reader_follows_map_growth, setup,
                                         teardown),
     };
 
