@@ -13,6 +13,7 @@ A dialogue shows the bytes a client sends and the replies it must get:
   !trickle MAIL FROM:<a@b>\\r\\n   send one byte at a time
   !sleep 1.5                     wait
   !quiet 0.5                     no reply within 0.5 s
+  !has 250-SIZE 2048             the last reply (all lines) contains this
   !lacks STARTTLS                the last reply does not contain this
   !conn 2                        switch to connection 2 (opened at need)
   !hangup                        the client closes this connection
@@ -169,6 +170,8 @@ class Runner:
             time.sleep(float(arg))
         elif cmd == "quiet":
             check(c.quiet(float(arg)), "a reply came: %r" % c.buf[:200])
+        elif cmd == "has":
+            check(arg in c.last, "%r not in reply %r" % (arg, c.last))
         elif cmd == "lacks":
             check(arg not in c.last, "%r in reply %r" % (arg, c.last))
         elif cmd == "conn":
