@@ -63,8 +63,9 @@ static long bench_write_policy(const char *path, const struct bench_shape *s)
     return size;
 }
 
-/* Runs `admin --db db import file` and returns its wall-clock seconds. */
-static double bench_import(const char *admin, const char *db, const char *file)
+/* Runs `admin --db db cmd file` and returns its wall-clock seconds. */
+static double bench_admin(const char *admin, const char *db, const char *cmd,
+                          const char *file)
 {
     double t0 = bench_now();
     int status;
@@ -73,7 +74,7 @@ static double bench_import(const char *admin, const char *db, const char *file)
     if (pid < 0)
         bench_die("fork", 0);
     if (pid == 0) {
-        execl(admin, admin, "--db", db, "import", file, (char *)NULL);
+        execl(admin, admin, "--db", db, cmd, file, (char *)NULL);
         fprintf(stderr, "tlsgate-bench-lookup: exec %s: %s\n", admin,
                 strerror(errno));
         _exit(127);
@@ -81,7 +82,7 @@ static double bench_import(const char *admin, const char *db, const char *file)
     if (waitpid(pid, &status, 0) < 0)
         bench_die("waitpid", 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "tlsgate-bench-lookup: import failed\n");
+        fprintf(stderr, "tlsgate-bench-lookup: %s failed\n", cmd);
         exit(1);
     }
     return bench_now() - t0;
@@ -230,15 +231,16 @@ static void bench_args(int argc, char **argv, struct bench_opts *o)
         bench_usage();
 }
 
-/* Generates the file and imports it; prints both. */
+/* Generates the file, imports it, exports the store; prints all three. */
 static void bench_load(const struct bench_opts *o, const char *dir, char *db,
                        size_t n)
 {
-    char file[PATH_MAX];
+    char file[PATH_MAX], out[PATH_MAX];
     double secs;
     long size;
 
     snprintf(file, sizeof(file), "%s/policy.json", dir);
+    snprintf(out, sizeof(out), "%s/export.json", dir);
     snprintf(db, n, "%s/policy", dir);
     size = bench_write_policy(file, &o->shape);
     printf("policy: %u tenants x %u outbound entries = %lu entries, "
@@ -246,10 +248,14 @@ static void bench_load(const struct bench_opts *o, const char *dir, char *db,
            o->shape.tenants, o->shape.entries,
            (unsigned long)o->shape.tenants * o->shape.entries,
            size / 1048576.0);
-    secs = bench_import(o->admin, db, file);
+    secs = bench_admin(o->admin, db, "import", file);
     printf("import: %.2f s (%s --db %s import %s)\n", secs, o->admin, db, file);
-    if (!o->keep)
+    secs = bench_admin(o->admin, db, "export", out);
+    printf("export: %.2f s (%s --db %s export %s)\n", secs, o->admin, db, out);
+    if (!o->keep) {
         unlink(file);
+        unlink(out);
+    }
 }
 
 /* Removes the temporary store (LMDB's two files) and its folders. */
