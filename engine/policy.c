@@ -187,29 +187,6 @@ int policy_inbound(struct store_txn *txn, const char *sender,
     return STORE_OK;
 }
 
-/* The tenant whose own domain is domain ("<tenant>.<platform>"). */
-static int policy_tenant_by_domain(struct store_txn *txn, const char *domain,
-                                   struct tenant_info *out)
-{
-    char platform[ADDR_DOMAIN_MAX + 1], name[TENANT_MAX + 1];
-    const char *dot = strchr(domain, '.');
-    struct store_tenant_rec rec;
-    size_t n;
-    int rc = store_platform_domain(txn, platform, sizeof(platform));
-
-    if (rc != STORE_OK)
-        return rc;
-    if (dot == NULL || strcmp(dot + 1, platform) != 0)
-        return STORE_ENOTFOUND;
-    n = (size_t)(dot - domain);
-    if (n == 0 || n > TENANT_MAX)
-        return STORE_ENOTFOUND;
-    memcpy(name, domain, n);
-    name[n] = '\0';
-    rc = store_tenant_read(txn, name, &rec);
-    return rc == STORE_OK ? store_tenant_info(txn, name, &rec, out) : rc;
-}
-
 int policy_tenant_for_sender(struct store_txn *txn, const char *sender,
                              struct tenant_info *out)
 {
@@ -222,10 +199,9 @@ int policy_tenant_for_sender(struct store_txn *txn, const char *sender,
         return STORE_EINVAL;
     if (a.full[0] == '\0')
         return STORE_ENOTFOUND;
-    rc = policy_tenant_by_domain(txn, a.domain, out);
-    if (rc != STORE_ENOTFOUND)
-        return rc;
-    rc = store_sender_get(txn, a.full, name);
+    rc = store_domain_tenant(txn, a.domain, name);
+    if (rc == STORE_ENOTFOUND)
+        rc = store_sender_get(txn, a.full, name);
     if (rc != STORE_OK)
         return rc;
     rc = store_tenant_get(txn, name, out);

@@ -135,6 +135,9 @@ int store_sender_get(struct store_txn *txn, const char *address, char *tenant);
 /* The route stored under key (a domain or ".domain"). */
 int store_route_get(struct store_txn *txn, const char *key, char *host,
                     size_t hostlen, unsigned *port);
+/* The existing tenant whose own domain ("<tenant>.<platform>") is domain:
+ * 0 with its name, or STORE_ENOTFOUND. */
+int store_domain_tenant(struct store_txn *txn, const char *domain, char *name);
 /* The platform domain, or STORE_ENOINIT. */
 int store_platform_domain(struct store_txn *txn, char *out, size_t outlen);
 

@@ -100,8 +100,8 @@ static int store_mailbox_write(struct store_txn *txn, const char *tenant,
     return store_put(txn, DB_FOLDERS, &k, &b);
 }
 
-/* Checks a new mailbox: the tenant exists, the address is a valid mailbox
- * not registered yet. */
+/* Checks a new mailbox: the tenant exists, the address is a valid mailbox,
+ * not registered yet and not in another tenant's own domain. */
 static int store_mailbox_new(struct store_txn *txn, const char *tenant,
                              const char *address, struct addr *a)
 {
@@ -113,6 +113,11 @@ static int store_mailbox_new(struct store_txn *txn, const char *tenant,
         return rc;
     if (store_mailbox_parse(address, a) != STORE_OK)
         return STORE_EINVAL;
+    rc = store_domain_tenant(txn, a->domain, owner);
+    if (rc == STORE_OK && strcmp(owner, tenant) != 0)
+        return STORE_EEXIST;
+    if (rc != STORE_OK && rc != STORE_ENOTFOUND)
+        return rc;
     rc = store_mailbox_get(txn, a->full, owner, folder, sizeof(folder));
     if (rc != STORE_ENOTFOUND)
         return rc == STORE_OK ? STORE_EEXIST : rc;

@@ -310,8 +310,26 @@ int store_sender_get(struct store_txn *txn, const char *address, char *tenant)
     return rc;
 }
 
+int store_domain_tenant(struct store_txn *txn, const char *domain, char *name)
+{
+    char platform[ADDR_DOMAIN_MAX + 1];
+    const char *dot = strchr(domain, '.');
+    struct store_tenant_rec rec;
+    size_t n = dot ? (size_t)(dot - domain) : 0;
+    int rc = store_platform_domain(txn, platform, sizeof(platform));
+
+    if (rc != STORE_OK)
+        return rc;
+    if (n == 0 || n > TENANT_MAX || strcmp(dot + 1, platform) != 0)
+        return STORE_ENOTFOUND;
+    memcpy(name, domain, n);
+    name[n] = '\0';
+    return store_tenant_read(txn, name, &rec);
+}
+
 /* Normalises a From address into out (size ADDR_MAX + 1) and checks that
- * no other tenant has it: STORE_EINVAL or STORE_EEXIST. */
+ * no other tenant has it, as its set From or in its own domain:
+ * STORE_EINVAL or STORE_EEXIST. */
 static int store_from_check(struct store_txn *txn, const char *tenant,
                             const char *from, char *out)
 {
@@ -323,6 +341,11 @@ static int store_from_check(struct store_txn *txn, const char *tenant,
         strlen(a.full) > ADDR_MAX)
         return STORE_EINVAL;
     strcpy(out, a.full);
+    rc = store_domain_tenant(txn, a.domain, owner);
+    if (rc == STORE_OK && strcmp(owner, tenant) != 0)
+        return STORE_EEXIST;
+    if (rc != STORE_ENOTFOUND && rc != STORE_OK)
+        return rc;
     rc = store_sender_get(txn, out, owner);
     if (rc == STORE_OK && strcmp(owner, tenant) != 0)
         return STORE_EEXIST;

@@ -219,6 +219,18 @@ static int bad_tenant_from_taken(struct store_txn *t)
 {
     return store_tenant_add(t, "gamma", "NEWS@brand.example");
 }
+static int bad_tenant_from_domain(struct store_txn *t)
+{
+    return store_tenant_add(t, "gamma", "x@acme." PLATFORM);
+}
+static int bad_set_from_domain(struct store_txn *t)
+{
+    return store_tenant_set_from(t, "beta", "news@acme." PLATFORM);
+}
+static int bad_mbox_other_domain(struct store_txn *t)
+{
+    return store_mailbox_add(t, "acme", "sales@beta." PLATFORM);
+}
 static int bad_remove_unknown(struct store_txn *t)
 {
     return store_tenant_remove(t, "gamma");
@@ -388,6 +400,9 @@ static const struct bad_case bad_cases[] = {
     {"tenant from", STORE_EINVAL, bad_tenant_from},
     {"tenant from null", STORE_EINVAL, bad_tenant_from_null},
     {"tenant from taken", STORE_EEXIST, bad_tenant_from_taken},
+    {"tenant from domain", STORE_EEXIST, bad_tenant_from_domain},
+    {"set from domain", STORE_EEXIST, bad_set_from_domain},
+    {"mbox other domain", STORE_EEXIST, bad_mbox_other_domain},
     {"remove unknown", STORE_ENOTFOUND, bad_remove_unknown},
     {"set from unknown", STORE_ENOTFOUND, bad_set_from_unknown},
     {"set from taken", STORE_EEXIST, bad_set_from_taken},
