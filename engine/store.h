@@ -116,6 +116,8 @@ int store_tenant_get(struct store_txn *txn, const char *name,
 int store_tenant_foreach(struct store_txn *txn,
                          int (*cb)(const struct tenant_info *t, void *ctx),
                          void *ctx);
+/* A From belongs to one tenant and may not be in another tenant's own
+ * domain (STORE_EEXIST). */
 int store_tenant_set_from(struct store_txn *txn, const char *name,
                           const char *from /* NULL: back to default */);
 
@@ -138,8 +140,9 @@ int store_outbound_foreach(struct store_txn *txn, const char *tenant,
 /* ---- inbound ---- */
 
 /* Any domain but an address literal; the local part must pass
- * addr_local_is_safe; an address belongs to one tenant only (else
- * STORE_EEXIST). The Maildir folder is fixed here (docs/store.md). */
+ * addr_local_is_safe; an address belongs to one tenant only, and an
+ * address in another tenant's own domain is refused (both STORE_EEXIST).
+ * The Maildir folder is fixed here (docs/store.md). */
 int store_mailbox_add(struct store_txn *txn, const char *tenant,
                       const char *address);
 /* As store_mailbox_add with the folder given (import keeps folders as
