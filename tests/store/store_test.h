@@ -30,9 +30,14 @@ struct fixture {
 static inline void fx_mkdir(struct fixture *fx)
 {
     const char *tmp = getenv("TMPDIR");
+    size_t n;
 
-    snprintf(fx->dir, sizeof(fx->dir), "%s/tlsgate-store-XXXXXX",
-             tmp && *tmp ? tmp : "/tmp");
+    /* mkdtemp's template: the prefix, then six 'X' it replaces */
+    n = (size_t)snprintf(fx->dir, sizeof(fx->dir) - 7, "%s/tlsgate-store-",
+                         tmp && *tmp ? tmp : "/tmp");
+    assert_true(n < sizeof(fx->dir) - 7);
+    memset(fx->dir + n, 'X', 6);
+    fx->dir[n + 6] = '\0';
     assert_non_null(mkdtemp(fx->dir));
 }
 
