@@ -20,6 +20,7 @@ extern char **environ;
 static const char usage[] =
     "usage: tlsgated [--config FILE] [--state-dir DIR] [--KEY VALUE ...]\n"
     "                [--roles engine,inbound,outbound] [--libexec-dir DIR]\n"
+    "       tlsgated [settings] --print-settings\n"
     "       tlsgated --print-config-docs | --help\n"
     "Every setting of docs/config.md is also a flag (--KEY VALUE or "
     "--KEY=VALUE).\n";
@@ -29,6 +30,7 @@ struct sup_opts {
     const char *roles;
     const char *libexec_dir;
     int print_docs;
+    int print_settings;
 };
 
 /* Reads the flags cfg_from_args left over; exits on a bad one. */
@@ -43,6 +45,9 @@ static void parse_own_flags(int argc, char **argv, struct sup_opts *o)
             exit(0);
         } else if (strcmp(a, "--print-config-docs") == 0) {
             o->print_docs = 1;
+            continue;
+        } else if (strcmp(a, "--print-settings") == 0) {
+            o->print_settings = 1;
             continue;
         } else if (strcmp(a, "--roles") == 0) {
             dst = &o->roles;
@@ -61,6 +66,20 @@ static void parse_own_flags(int argc, char **argv, struct sup_opts *o)
             exit(1);
         }
         *dst = argv[++i];
+    }
+}
+
+/* Prints the settings in effect as a config file ("key = value"). */
+static void print_settings(const struct tg_config *cfg)
+{
+    char *args[128];
+    int n = cfg_to_args(cfg, args, 128);
+
+    for (int i = 0; i < n; i++) {
+        char *eq = strchr(args[i], '=');
+
+        printf("%.*s = %s\n", (int)(eq - args[i] - 2), args[i] + 2, eq + 1);
+        free(args[i]);
     }
 }
 
@@ -400,6 +419,10 @@ static void configure(struct sup *s, int argc, char **argv, struct sup_opts *o)
     parse_own_flags(argc, argv, o);
     if (o->print_docs) {
         cfg_print_markdown(stdout);
+        exit(0);
+    }
+    if (o->print_settings) {
+        print_settings(&s->cfg);
         exit(0);
     }
     if (setup_logging(&s->cfg) < 0) {

@@ -417,11 +417,14 @@ static int resolve_path(char *field, size_t size, const char *base,
                         const char *name, char *err, size_t errlen)
 {
     char tmp[PATH_MAX];
+    const char *rel = field;
     int n;
 
     if (field[0] == '\0' || field[0] == '/')
         return 0;
-    n = snprintf(tmp, sizeof(tmp), "%s/%s", base, field);
+    while (rel[0] == '.' && rel[1] == '/')
+        rel += 2; /* "./var" under /srv is /srv/var */
+    n = snprintf(tmp, sizeof(tmp), "%s/%s", base, rel);
     if (n < 0 || (size_t)n >= size) {
         snprintf(err, errlen, "%s: path too long", name);
         return -1;

@@ -44,20 +44,28 @@ for p in tlsgated tlsgate-engine tlsgate-smtpin tlsgate-smtpout \
         echo "       $p (not built yet)"
     fi
 done
+# The addresses in effect, with the extra arguments applied.
+settings=$(build/bin/tlsgated --state-dir ./var "$@" --print-settings)
+setting() {
+    printf '%s\n' "$settings" | sed -n "s/^$1 = //p"
+}
+inbound=$(setting inbound_listen)
+server=${inbound%% *}
 cat <<HELP
 run: starting build/bin/tlsgated --state-dir ./var $*
-     inbound SMTP on 127.0.0.1:2525 and [::1]:2525, submission on
-     127.0.0.1:2587, engine socket var/engine.sock, log lines below.
+     inbound SMTP on $inbound
+     submission on $(setting submission_listen)
+     engine socket $(setting engine_socket)
      Try it from another terminal:
-       swaks --server 127.0.0.1:2525 --from alice@example.org \\
+       swaks --server $server --from alice@example.org \\
              --to $mailbox
-       swaks --server 127.0.0.1:2525 --tls --from alice@example.org \\
+       swaks --server $server --tls --from alice@example.org \\
              --to $mailbox
-       swaks --server 127.0.0.1:2525 --to nobody@acme.$domain   # 550 5.1.1
-       ls -R var/mail/acme
-       TLSGATE_DB=var/policy $admin tenant show acme
-       TLSGATE_DB=var/policy $admin explain inbound alice@example.org \\
-             $mailbox
-     Ctrl-C stops everything.
+       swaks --server $server --to nobody@acme.$domain   # 550 5.1.1
+       ls -R $(setting mail_dir)/acme
+       TLSGATE_DB=$(setting policy_dir) $admin tenant show acme
+       TLSGATE_DB=$(setting policy_dir) $admin explain inbound \\
+             alice@example.org $mailbox
+     Log lines follow; Ctrl-C stops everything.
 HELP
 exec build/bin/tlsgated --state-dir ./var "$@"

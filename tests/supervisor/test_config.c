@@ -78,7 +78,7 @@ static void test_default_state_dir(void **state)
     const char *args[] = {NULL};
 
     assert_non_null(getcwd(cwd, sizeof(cwd)));
-    snprintf(want, sizeof(want), "%s/./var", cwd);
+    snprintf(want, sizeof(want), "%s/var", cwd);
     assert_int_equal(from_args(&cfg, args, err, sizeof(err), NULL), 0);
     assert_string_equal(cfg.state_dir, want);
     assert_true(cfg.engine_socket[0] == '/');
