@@ -12,7 +12,9 @@
  * STORE_EEXIST; then nothing was written and the caller aborts. Names and
  * domains are normalised (addr_domain_norm) before they are stored or
  * compared. STORE_EFULL, STORE_EIO, STORE_ECORRUPT can come from any call.
- * A store_txn is used by one thread at a time; a store by many.
+ * A store_txn is used by one thread at a time; a store by many. The
+ * *_foreach functions call cb in key order; a nonzero cb return stops the
+ * walk and is returned.
  */
 #ifndef TLSGATE_STORE_H
 #define TLSGATE_STORE_H
