@@ -859,6 +859,24 @@ static void test_setting_get(void **state)
     store_abort(t);
 }
 
+static int stop_at_first(const struct tenant_info *ti, void *ctx)
+{
+    snprintf(ctx, TENANT_MAX + 1, "%s", ti->name);
+    return 7;
+}
+
+/* Walks go in key order and stop at a nonzero callback return. */
+static void test_foreach_stops(void **state)
+{
+    struct fixture *fx = *state;
+    struct store_txn *t = fx_read(fx);
+    char first[TENANT_MAX + 1] = "";
+
+    assert_int_equal(store_tenant_foreach(t, stop_at_first, first), 7);
+    assert_string_equal(first, "acme");
+    store_abort(t);
+}
+
 static void test_open_errors(void **state)
 {
     struct fixture fx;
@@ -927,6 +945,8 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_clear, setup_some, fx_teardown),
         cmocka_unit_test_setup_teardown(test_setting_get, setup_some,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_foreach_stops, setup_some,
                                         fx_teardown),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_strerror),
