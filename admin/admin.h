@@ -52,6 +52,9 @@ extern const struct adm_cmd adm_cmds[];
 
 /* ---- messages ---- */
 
+/* When set, adm_err and adm_usage print nothing (the fuzz target). */
+extern bool adm_quiet;
+
 /* Prints "tlsgate-admin: <message>" as one line on stderr (control bytes
  * in the message become '?'). Returns ADM_FAIL. */
 int adm_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -128,6 +131,9 @@ int adm_tenant_print(struct store_txn *txn, const struct tenant_info *t,
 void adm_print_titled(FILE *f, const char *title, json_t *list);
 /* Prints the routes as a titled text table. */
 int adm_route_print(struct store_txn *txn);
+/* Parses and checks an import document (len bytes of buf) without a
+ * store: ADM_OK, or ADM_FAIL after a message naming name. */
+int adm_import_check(const char *buf, size_t len, const char *name);
 /* Describes one tenant as in the export document (entries, mailboxes...). */
 int adm_tenant_json(struct store_txn *txn, const struct tenant_info *t,
                     json_t **out);

@@ -539,6 +539,23 @@ static int imp_apply(struct adm_ctx *c, struct store_txn *txn, void *arg)
     return imp_body(im, im->doc);
 }
 
+int adm_import_check(const char *buf, size_t len, const char *name)
+{
+    struct adm_import im = {.file = name};
+    json_error_t jerr;
+    int rc;
+
+    im.doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (im.doc == NULL)
+        return adm_err("import %s: line %d column %d: %s", name, jerr.line,
+                       jerr.column, jerr.text);
+    rc = imp_top(&im, im.doc);
+    if (rc == ADM_OK)
+        rc = imp_body(&im, im.doc);
+    json_decref(im.doc);
+    return rc;
+}
+
 int adm_cmd_import(struct adm_ctx *c)
 {
     struct adm_import im = {.file = c->args[0]};

@@ -7,11 +7,15 @@
 
 #include "admin.h"
 
+bool adm_quiet;
+
 /* Prints the message as one line: control bytes become '?'. */
 static void adm_vmsg(const char *fmt, va_list ap)
 {
     char buf[1024];
 
+    if (adm_quiet)
+        return;
     vsnprintf(buf, sizeof(buf), fmt, ap);
     for (char *p = buf; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
