@@ -37,11 +37,12 @@ static int imp_err(struct adm_import *im, const char *where, const char *fmt,
     return adm_err("import %s: %s: %s", im->file, where, msg);
 }
 
-/* Reads all of f into a malloc'd buffer, refusing more than max bytes. */
+/* Reads all of f into a malloc'd buffer, refusing more than
+ * ADM_IMPORT_MAX bytes (it never holds more than one byte beyond). */
 static int imp_read(FILE *f, const char *name, char **out, size_t *len)
 {
     size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap);
+    char *buf = malloc(cap), *bigger;
 
     while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
@@ -50,8 +51,12 @@ static int imp_read(FILE *f, const char *name, char **out, size_t *len)
             return adm_err("import %s: the file is larger than %lu MiB", name,
                            ADM_IMPORT_MAX >> 20);
         }
-        if (n == cap && (buf = realloc(buf, cap *= 2)) == NULL)
-            break;
+        if (n < cap)
+            continue;
+        cap = cap * 2 > ADM_IMPORT_MAX ? ADM_IMPORT_MAX + 1 : cap * 2;
+        if ((bigger = realloc(buf, cap)) == NULL)
+            free(buf);
+        buf = bigger;
     }
     if (buf == NULL)
         return adm_err("import %s: out of memory", name);

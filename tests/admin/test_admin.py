@@ -381,6 +381,13 @@ def bad_imports(tmp, db, before, g):
         check(rc == 1 and len(err.splitlines()) == 1,
               "import %s: status %d, stderr %r" % (what, rc, err))
         check(export(db) == before, "import %s: store changed" % what)
+    big = os.path.join(tmp, "big.json")
+    with open(big, "wb") as f:
+        f.truncate(256 * 1024 * 1024 + 1)  # sparse: costs no disk
+    rc, out, err = run(db, "import", big)
+    check(rc == 1 and "larger than 256 MiB" in err, "oversized import: %r"
+          % err)
+    os.unlink(big)
     rc, out, err = run(db, "import", "-", stdin=b'{"version": 1,\n  x}')
     check(rc == 1 and "line 2" in err, "import error names the line: %r" % err)
     check(export(db) == before, "bad imports left the store unchanged")
