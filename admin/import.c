@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "admin.h"
 
@@ -74,12 +75,19 @@ static int imp_load(const char *path, json_t **doc)
 {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     json_error_t jerr;
+    struct stat sb;
     char *buf = NULL;
     size_t len = 0;
     int rc;
 
     if (f == NULL)
         return adm_err("import %s: cannot open: %s", path, strerror(errno));
+    if (f != stdin && fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) &&
+        (unsigned long)sb.st_size > ADM_IMPORT_MAX) {
+        fclose(f);
+        return adm_err("import %s: the file is larger than %lu MiB", path,
+                       ADM_IMPORT_MAX >> 20);
+    }
     rc = imp_read(f, path, &buf, &len);
     if (f != stdin)
         fclose(f);
