@@ -420,13 +420,17 @@ int adm_cmd_settings_set(struct adm_ctx *c)
 /* show: settings, every tenant in full, routes. */
 static int adm_show_text(struct store_txn *txn)
 {
+    json_t *settings = json_object();
     struct tenant_info *v = NULL;
     size_t n = 0;
-    int rc = ADM_OK;
+    int rc = store_setting_foreach(txn, adm_add_setting_json, settings);
 
-    printf("settings:\n");
-    if (adm_settings_print(txn, false) != ADM_OK)
-        return ADM_FAIL;
+    if (rc < 0) {
+        json_decref(settings);
+        return adm_store_err(rc, "settings");
+    }
+    adm_print_titled(stdout, "settings", settings);
+    json_decref(settings);
     if (adm_tenants(txn, &v, &n) != ADM_OK)
         return ADM_FAIL;
     qsort(v, n, sizeof(*v), adm_by_name);
