@@ -67,8 +67,10 @@ static void exec_child(const struct sup *s, const struct sup_role_state *rs,
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent)
         _exit(1);
+    /* SIGHUP starts ignored: one that comes before the program has set up
+     * its handler must not kill it (a handler replaces SIG_IGN). */
     for (int sig = 1; sig < NSIG; sig++)
-        signal(sig, SIG_DFL);
+        signal(sig, sig == SIGHUP ? SIG_IGN : SIG_DFL);
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
 
