@@ -158,17 +158,21 @@ int ipc_frame_next(const char *buf, size_t len, size_t *payload_len)
     return 1;
 }
 
-/* msgpack_packer callback: appends to the writer's buffer. */
+/* msgpack_packer callback: appends to the writer's buffer. It is called
+ * for every small piece, so the common case is a plain copy. */
 static int writer_append(void *data, const char *p, size_t n)
 {
     struct ipc_writer *w = data;
+    struct ipc_buf *b = w->b;
 
     if (w->err)
         return -1;
-    if (ipc_buf_append(w->b, p, n) < 0) {
+    if (b->len + n > b->cap && ipc_buf_reserve(b, n) < 0) {
         w->err = IPC_ENOMEM;
         return -1;
     }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
     return 0;
 }
 
