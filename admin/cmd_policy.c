@@ -160,15 +160,19 @@ static int adm_mailbox_arg(const char *in, struct addr *a)
 static int adm_do_mailbox_add(struct adm_ctx *c, struct store_txn *txn,
                               void *arg)
 {
+    char owner[TENANT_MAX + 1], folder[ADDR_MAX + 1];
     struct addr a;
     int rc;
 
     if (adm_tenant(txn, c->args[0], NULL) != ADM_OK ||
         adm_mailbox_arg(c->args[1], &a) != ADM_OK)
         return ADM_FAIL;
+    if (store_mailbox_lookup(txn, a.full, owner, folder, sizeof(folder)) == 0)
+        return adm_err("mailbox '%s' is already registered to tenant '%s'",
+                       a.full, owner);
     rc = store_mailbox_add(txn, c->args[0], a.full);
     if (rc == STORE_EEXIST)
-        return adm_err("mailbox '%s' is already registered", a.full);
+        return adm_err("'%s' is in another tenant's own domain", a.full);
     if (rc == STORE_EINVAL)
         return adm_err("'%s' cannot be a mailbox of '%s': its domain must "
                        "be a name and the address at most 255 bytes",

@@ -50,7 +50,8 @@ static int adm_do_tenant_add(struct adm_ctx *c, struct store_txn *txn,
         return adm_err("tenant '%s' already exists", name);
     rc = store_tenant_add(txn, name, c->from ? from.full : NULL);
     if (rc == STORE_EEXIST)
-        return adm_err("From address '%s' belongs to another tenant",
+        return adm_err("From address '%s' is another tenant's From or in "
+                       "another tenant's own domain",
                        from.full);
     if (rc == STORE_EINVAL)
         return adm_err("tenant name '%s' is too long for the platform "
@@ -97,7 +98,8 @@ static int adm_do_tenant_set(struct adm_ctx *c, struct store_txn *txn,
         return ADM_FAIL;
     rc = store_tenant_set_from(txn, c->args[0], c->from ? from.full : NULL);
     if (rc == STORE_EEXIST)
-        return adm_err("From address '%s' belongs to another tenant",
+        return adm_err("From address '%s' is another tenant's From or in "
+                       "another tenant's own domain",
                        from.full);
     if (rc < 0)
         return adm_store_err(rc, "tenant set");

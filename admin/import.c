@@ -336,6 +336,11 @@ static int imp_mailbox(struct adm_import *im, json_t *seen, const char *item,
     rc = folder ? store_mailbox_add_folder(im->txn, im->tenant, a.full,
                                            json_string_value(folder))
                 : store_mailbox_add(im->txn, im->tenant, a.full);
+    if (rc == STORE_EEXIST)
+        return imp_err(im, "inbound.mailboxes",
+                       "'%s' is registered twice, shares a folder, or is in "
+                       "another tenant's own domain",
+                       a.full);
     if (rc < 0)
         return imp_store(im, "inbound.mailboxes", rc, a.full);
     return ADM_OK;
@@ -444,7 +449,10 @@ static int imp_tenant(struct adm_import *im, const char *name, json_t *t)
         rc = store_tenant_add(im->txn, name,
                               json_is_string(from) ? a.full : NULL);
         if (rc == STORE_EEXIST)
-            return imp_err(im, "from", "'%s' is another tenant's From", a.full);
+            return imp_err(im, "from",
+                           "'%s' is another tenant's From or in another "
+                           "tenant's own domain",
+                           a.full);
         if (rc < 0)
             return imp_store(im, "", rc, name);
     }
