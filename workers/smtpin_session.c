@@ -345,6 +345,10 @@ void smtpin_resume(struct smtpin_session *s)
 {
     if (s->torn_down)
         return;
+    if (s->srv->grace_over) {
+        smtpin_session_shutdown(s); /* it was busy when the grace ended */
+        return;
+    }
     if (s->peer_gone && s->mode != SM_CLOSING) {
         smtpin_end(s, s->end_reason ? s->end_reason : "eof");
         return;
