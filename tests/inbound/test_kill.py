@@ -12,7 +12,7 @@ import time
 
 from inbound_lib import ACCEPT, check, run_main
 
-CLIENTS = 6
+CLIENTS = 4
 RUN_SECS = 4.0
 KILL_AT = 1.2
 
