@@ -138,6 +138,10 @@ int store_route_get(struct store_txn *txn, const char *key, char *host,
 /* The existing tenant whose own domain ("<tenant>.<platform>") is domain:
  * 0 with its name, or STORE_ENOTFOUND. */
 int store_domain_tenant(struct store_txn *txn, const char *domain, char *name);
+/* STORE_EEXIST when domain is <name>.<platform> for a name other than
+ * tenant (reserved for that tenant, existing or not), else STORE_OK. */
+int store_domain_reserved(struct store_txn *txn, const char *domain,
+                          const char *tenant);
 /* The platform domain, or STORE_ENOINIT. */
 int store_platform_domain(struct store_txn *txn, char *out, size_t outlen);
 

@@ -101,7 +101,8 @@ static int store_mailbox_write(struct store_txn *txn, const char *tenant,
 }
 
 /* Checks a new mailbox: the tenant exists, the address is a valid mailbox,
- * not registered yet and not in another tenant's own domain. */
+ * not registered yet and not in a domain <name>.<platform> of another
+ * name, whether or not that tenant exists yet. */
 static int store_mailbox_new(struct store_txn *txn, const char *tenant,
                              const char *address, struct addr *a)
 {
@@ -113,10 +114,8 @@ static int store_mailbox_new(struct store_txn *txn, const char *tenant,
         return rc;
     if (store_mailbox_parse(address, a) != STORE_OK)
         return STORE_EINVAL;
-    rc = store_domain_tenant(txn, a->domain, owner);
-    if (rc == STORE_OK && strcmp(owner, tenant) != 0)
-        return STORE_EEXIST;
-    if (rc != STORE_OK && rc != STORE_ENOTFOUND)
+    rc = store_domain_reserved(txn, a->domain, tenant);
+    if (rc != STORE_OK)
         return rc;
     rc = store_mailbox_get(txn, a->full, owner, folder, sizeof(folder));
     if (rc != STORE_ENOTFOUND)

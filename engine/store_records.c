@@ -310,11 +310,13 @@ int store_sender_get(struct store_txn *txn, const char *address, char *tenant)
     return rc;
 }
 
-int store_domain_tenant(struct store_txn *txn, const char *domain, char *name)
+/* The tenant name a domain of the form <name>.<platform> is reserved for,
+ * whether or not that tenant exists yet: STORE_OK or STORE_ENOTFOUND. */
+static int store_domain_label(struct store_txn *txn, const char *domain,
+                              char *name)
 {
     char platform[ADDR_DOMAIN_MAX + 1];
     const char *dot = strchr(domain, '.');
-    struct store_tenant_rec rec;
     size_t n = dot ? (size_t)(dot - domain) : 0;
     int rc = store_platform_domain(txn, platform, sizeof(platform));
 
@@ -324,7 +326,28 @@ int store_domain_tenant(struct store_txn *txn, const char *domain, char *name)
         return STORE_ENOTFOUND;
     memcpy(name, domain, n);
     name[n] = '\0';
-    return store_tenant_read(txn, name, &rec);
+    return STORE_OK;
+}
+
+int store_domain_tenant(struct store_txn *txn, const char *domain, char *name)
+{
+    struct store_tenant_rec rec;
+    int rc = store_domain_label(txn, domain, name);
+
+    return rc == STORE_OK ? store_tenant_read(txn, name, &rec) : rc;
+}
+
+int store_domain_reserved(struct store_txn *txn, const char *domain,
+                          const char *tenant)
+{
+    char owner[TENANT_MAX + 1];
+    int rc = store_domain_label(txn, domain, owner);
+
+    if (rc == STORE_ENOTFOUND)
+        return STORE_OK;
+    if (rc != STORE_OK)
+        return rc;
+    return strcmp(owner, tenant) == 0 ? STORE_OK : STORE_EEXIST;
 }
 
 /* Normalises a From address into out (size ADDR_MAX + 1) and checks that
@@ -341,10 +364,8 @@ static int store_from_check(struct store_txn *txn, const char *tenant,
         strlen(a.full) > ADDR_MAX)
         return STORE_EINVAL;
     strcpy(out, a.full);
-    rc = store_domain_tenant(txn, a.domain, owner);
-    if (rc == STORE_OK && strcmp(owner, tenant) != 0)
-        return STORE_EEXIST;
-    if (rc != STORE_ENOTFOUND && rc != STORE_OK)
+    rc = store_domain_reserved(txn, a.domain, tenant);
+    if (rc != STORE_OK)
         return rc;
     rc = store_sender_get(txn, out, owner);
     if (rc == STORE_OK && strcmp(owner, tenant) != 0)

@@ -231,6 +231,15 @@ static int bad_mbox_other_domain(struct store_txn *t)
 {
     return store_mailbox_add(t, "acme", "sales@beta." PLATFORM);
 }
+/* A tenant's own domain is reserved for it before the tenant exists. */
+static int bad_mbox_future_domain(struct store_txn *t)
+{
+    return store_mailbox_add(t, "acme", "sales@later." PLATFORM);
+}
+static int bad_from_future_domain(struct store_txn *t)
+{
+    return store_tenant_set_from(t, "acme", "news@later." PLATFORM);
+}
 static int bad_remove_unknown(struct store_txn *t)
 {
     return store_tenant_remove(t, "gamma");
@@ -403,6 +412,8 @@ static const struct bad_case bad_cases[] = {
     {"tenant from domain", STORE_EEXIST, bad_tenant_from_domain},
     {"set from domain", STORE_EEXIST, bad_set_from_domain},
     {"mbox other domain", STORE_EEXIST, bad_mbox_other_domain},
+    {"mbox future domain", STORE_EEXIST, bad_mbox_future_domain},
+    {"from future domain", STORE_EEXIST, bad_from_future_domain},
     {"remove unknown", STORE_ENOTFOUND, bad_remove_unknown},
     {"set from unknown", STORE_ENOTFOUND, bad_set_from_unknown},
     {"set from taken", STORE_EEXIST, bad_set_from_taken},
