@@ -29,7 +29,7 @@ for t in $targets; do
         cp -R "tests/fuzz/$name/." "$work/"
     fi
     if "$dir/bin/$t" -max_total_time="$secs" -max_len=8192 \
-        -rss_limit_mb=2048 -artifact_prefix="$dir/artifacts/$t-" \
+        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$t-" \
         "$work" >"$work.log" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work.log")
         echo "fuzz: $t ok (${secs}s${runs:+, $runs runs})"
