@@ -19,7 +19,10 @@
 #include "supfds.h"
 #include "tlsio.h"
 
-#define SMTPIN_INBUF   (64 * 1024) /* >= max_line_length + a TLS record */
+#define SMTPIN_INBUF (64 * 1024) /* DATA bytes handled per step */
+#define SMTPIN_READ_ROOM                                                       \
+    (17 * 1024)                    /* free input room needed to read:          \
+                                      one TLS record of plaintext */
 #define SMTPIN_OUT_MAX (64 * 1024) /* queued replies before reads pause */
 
 struct smtpin_session;
@@ -93,9 +96,10 @@ struct smtpin_session {
     struct smtpin_delivery dlv;
     int commit_err;
 
-    /* input: raw plaintext bytes not processed yet */
-    char in[SMTPIN_INBUF];
-    size_t in_len;
+    /* input: raw plaintext bytes not processed yet; in_cap is
+     * max_line_length + SMTPIN_READ_ROOM, so a whole line always fits */
+    char *in;
+    size_t in_len, in_cap;
     bool discarding;
     bool reading;
     bool peer_gone;

@@ -191,6 +191,9 @@ int smtpin_parse_cmd(const char *line, size_t len, struct smtpin_cmd *out)
     case SV_QUIT:
     case SV_STARTTLS:
         return vlen == len ? SP_OK : SP_ESYNTAX;
+    case SV_NOOP:
+    case SV_HELP:
+        return SP_OK; /* any argument is ignored (RFC 5321 4.1.1.9) */
     default:
         break;
     }

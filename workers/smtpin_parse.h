@@ -40,7 +40,7 @@ enum smtpin_parse_error {
 
 struct smtpin_cmd {
     enum smtpin_verb verb;
-    char arg[SMTPIN_ARG_MAX]; /* HELO/EHLO domain, VRFY/HELP text */
+    char arg[SMTPIN_ARG_MAX]; /* HELO/EHLO domain, VRFY text */
     struct addr path;         /* MAIL and RCPT; full "" for <> */
     bool has_size;            /* MAIL SIZE= given */
     unsigned long size;       /* its value (ULONG_MAX when it overflows) */

@@ -208,8 +208,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct smtpin_session *s = h->data;
 
-    *buf =
-        uv_buf_init(s->in + s->in_len, (unsigned)(sizeof(s->in) - s->in_len));
+    *buf = uv_buf_init(s->in + s->in_len, (unsigned)(s->in_cap - s->in_len));
 }
 
 /* The peer went away (EOF or error) while we wait for more input. */
@@ -250,7 +249,7 @@ static void on_tls_read(struct tlsio *t, const char *buf, ssize_t n, void *arg)
         session_peer_gone(s, n == TLSIO_EOF ? "eof" : "tls-error");
         return;
     }
-    if ((size_t)n > sizeof(s->in) - s->in_len) {
+    if ((size_t)n > s->in_cap - s->in_len) {
         /* session_read_update keeps room for a record, so this is a bug */
         session_peer_gone(s, "input-overflow");
         return;
@@ -266,7 +265,7 @@ static void session_read_update(struct smtpin_session *s)
 {
     bool want = !s->torn_down && !s->peer_gone &&
                 (s->mode == SM_CMD || s->mode == SM_DATA) &&
-                sizeof(s->in) - s->in_len >= 17 * 1024 &&
+                s->in_cap - s->in_len >= SMTPIN_READ_ROOM &&
                 smtpin_out_pending(s) < SMTPIN_OUT_MAX;
 
     if (want == s->reading)
@@ -402,6 +401,7 @@ static void session_free_maybe(struct smtpin_session *s)
     srv->nsessions--;
     free(s->rcpts);
     free(s->out);
+    free(s->in);
     free(s);
     if (srv->stopping && srv->nsessions == 0)
         uv_stop(srv->loop);
@@ -540,6 +540,12 @@ static struct smtpin_session *session_new(struct smtpin_server *srv)
 
     if (!s)
         return NULL;
+    s->in_cap = srv->cfg->max_line_length + SMTPIN_READ_ROOM;
+    s->in = malloc(s->in_cap);
+    if (!s->in) {
+        free(s);
+        return NULL;
+    }
     s->srv = srv;
     uv_tcp_init(srv->loop, &s->tcp);
     uv_timer_init(srv->loop, &s->idle);
