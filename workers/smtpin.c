@@ -238,9 +238,9 @@ int main(int argc, char **argv)
 
     if (cfg_from_args(&cfg, &argc, argv, err, sizeof(err)) != 0 || argc > 1) {
         fprintf(stderr,
-                "tlsgate-smtpin: %s\nusage: tlsgate-smtpin "
+                "tlsgate-smtpin: %s%s\nusage: tlsgate-smtpin "
                 "[--config FILE] [--state-dir DIR] [--KEY VALUE]...\n",
-                argc > 1 ? "unknown argument" : err);
+                argc > 1 ? "unknown argument " : err, argc > 1 ? argv[1] : "");
         return 2;
     }
     log_init("smtpin", strcmp(cfg.log_target, "syslog") == 0);

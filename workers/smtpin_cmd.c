@@ -114,7 +114,7 @@ static void rcpt_answer(struct smtpin_session *s, const char *rcpt, int err,
 {
     char reply[256];
     const char *action = "reject";
-    bool keep = false;
+    bool keep = false, unavailable = false;
 
     if (err == STORE_ENOTFOUND) {
         snprintf(reply, sizeof(reply), "550 5.1.1 Recipient unknown");
@@ -128,6 +128,7 @@ static void rcpt_answer(struct smtpin_session *s, const char *rcpt, int err,
         snprintf(reply, sizeof(reply),
                  "451 4.3.0 Policy service unavailable, try later");
         d = NULL;
+        unavailable = true;
     } else if (d->action == IN_REJECT && d->code >= 400 && d->code < 600) {
         snprintf(reply, sizeof(reply), "%d %s %s", d->code, d->enhanced,
                  d->text[0] ? d->text : "Recipient refused");
@@ -146,7 +147,7 @@ static void rcpt_answer(struct smtpin_session *s, const char *rcpt, int err,
     if (keep && !rcpt_keep(s, rcpt, d))
         snprintf(reply, sizeof(reply), "452 4.3.1 Out of memory");
     log_rcpt(s, rcpt, d, action, reply);
-    if (!keep)
+    if (!keep && !unavailable)
         smtpin_event(s, rcpt, d, "rejected", reply);
     smtpin_reply(s, "%s", reply);
 }

@@ -56,9 +56,10 @@ static void write_headers(struct smtpin_session *s, size_t accepted,
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
     n = snprintf(hdr, sizeof(hdr),
                  "Return-Path: <%s>\n"
-                 "Received: from %s ([%s])\n"
+                 "Received: from %s ([%s%s])\n"
                  "\tby %s (tlsgate) with %s id %s\n",
-                 s->sender, s->helo, s->peer, s->srv->cfg->hostname,
+                 s->sender, s->helo, strchr(s->peer, ':') ? "IPv6:" : "",
+                 s->peer, s->srv->cfg->hostname,
                  s->tls_active ? "ESMTPS" : (s->esmtp ? "ESMTP" : "SMTP"),
                  s->msgid);
     if (s->tls_active)
