@@ -104,10 +104,13 @@ class Gateway:
             self.common_flags(), self.path("engine.log"))
         self.wait_log(self.path("engine.log"), "started", self.engine)
 
-    def stop_engine(self):
+    def stop_engine(self, graceful=False):
         if self.engine and self.engine.poll() is None:
-            self.engine.kill()
-            self.engine.wait(10)
+            if graceful:
+                self.engine.send_signal(signal.SIGTERM)
+            else:
+                self.engine.kill()
+            self.engine.wait(20)
 
     def start_receiver(self, *flags, port=None):
         """Starts one receiver; returns its Popen. Extra flags win."""

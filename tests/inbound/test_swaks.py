@@ -3,6 +3,7 @@
 cases per run (argv: BINDIR CASE). Replies and stored messages are
 checked; nothing here needs a person to read the output."""
 import re
+import subprocess
 import sys
 import time
 
@@ -141,6 +142,28 @@ def case_engine_down(gw):
             break
         time.sleep(0.5)
     expect(t, "250 2.0.0 Ok", "the receiver reconnects to the engine")
+
+
+def case_events(gw):
+    """Each recipient outcome reaches the engine's events store."""
+    gw.start_receiver()
+    rc, t = swaks(gw, "--to", ACCEPT, "--from", SENDER)
+    acc = re.search(r"queued as (M\w+)", t)
+    rc, t = swaks(gw, "--to", ALLOW_DISCARD, "--from", SENDER)
+    disc = re.search(r"250 2\.0\.0 Ok: (M\w+)", t)
+    rc, t = swaks(gw, "--to", UNKNOWN, "--from", SENDER)
+    check(acc and disc and replied(t, "550 5.1.1"), "three outcomes")
+    time.sleep(1.5)  # events are queued, then written in batches
+    gw.stop_receivers()
+    gw.stop_engine(graceful=True)
+    r = subprocess.run(["mdb_dump", "-a", "-p", gw.path("events")],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "mdb_dump: " + r.stderr)
+    dump = r.stdout
+    for what in (acc.group(1), disc.group(1), "accepted", "discarded",
+                 "rejected", "allowlist:not-trusted", "no-mailbox",
+                 "sender.example", "client.test[127.0.0.1]"):
+        check(what in dump, "%r not in the events store" % what)
 
 
 CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}

@@ -3,8 +3,10 @@
 s_client (STARTTLS, then a scripted delivery), and session resumption with
 a ticket across two receiver processes sharing the pool's ticket key.
 argv: BINDIR CASE."""
+import os
 import queue
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -174,6 +176,74 @@ def case_resume(gw):
     sess, reused = starttls_python(ctx, other, sess)
     check(reused, "a ticket from one receiver resumes on another")
     check(re.search(r"resumed=yes", gw.logs()), "resumption logged")
+
+
+def peer_cert(port):
+    """The DER certificate the receiver shows after STARTTLS."""
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    f = s.makefile("rb")
+    for cmd in (None, b"EHLO client.test\r\n", b"STARTTLS\r\n"):
+        if cmd:
+            s.sendall(cmd)
+        while f.readline()[3:4] == b"-":
+            pass
+    t = client_context().wrap_socket(s, server_hostname="mx.test")
+    der = t.getpeercert(binary_form=True)
+    t.close()
+    return der
+
+
+def new_cert(gw, cn):
+    key, cert = gw.path("tls", "new.key"), gw.path("tls", "new.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                        "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", key, "-out", cert, "-days", "2",
+                        "-subj", "/CN=" + cn], capture_output=True,
+                       timeout=30)
+    check(r.returncode == 0, "openssl req: %r" % r.stderr)
+    return key, cert
+
+
+def case_reload(gw):
+    """SIGHUP re-reads the certificate; a broken one keeps the old."""
+    p = gw.start_receiver()
+    first = peer_cert(gw.port)
+    key, cert = new_cert(gw, "reloaded.test")
+    os.replace(key, gw.path("tls", "key.pem"))
+    os.replace(cert, gw.path("tls", "cert.pem"))
+    p.send_signal(signal.SIGHUP)
+    gw.wait_log(p.log, "reload result=ok", p)
+    second = peer_cert(gw.port)
+    check(second != first, "new certificate served after SIGHUP")
+    open(gw.path("tls", "cert.pem"), "w").write("garbage\n")
+    p.send_signal(signal.SIGHUP)
+    gw.wait_log(p.log, "reload result=failed", p)
+    check(peer_cert(gw.port) == second, "old certificate kept")
+
+
+def case_latency(gw):
+    """No Nagle/delayed-ACK stalls: 100 round trips, plain and over TLS,
+    well under the 4 s that 40 ms stalls would cost."""
+    gw.start_receiver()
+    s = socket.create_connection(("127.0.0.1", gw.port), 10)
+    f = s.makefile("rb")
+
+    def rtt(sock, rf, n):
+        t0 = time.time()
+        for _ in range(n):
+            sock.sendall(b"NOOP\r\n")
+            check(rf.readline().startswith(b"250"), "NOOP")
+        return time.time() - t0
+
+    f.readline()
+    plain = rtt(s, f, 100)
+    s.sendall(b"STARTTLS\r\n")
+    f.readline()
+    t = client_context().wrap_socket(s, server_hostname="mx.test")
+    secure = rtt(t, t.makefile("rb"), 100)
+    t.close()
+    print("100 round trips: plain %.3fs, TLS %.3fs" % (plain, secure))
+    check(plain < 2.0 and secure < 2.0, "round trips stall")
 
 
 CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
