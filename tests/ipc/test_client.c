@@ -1,0 +1,244 @@
+/*
+ * The async client against a scripted peer that does what the real engine
+ * never does: answers out of order, one byte at a time, with an unknown
+ * id, an error, and finally a broken frame. (The engine tests run the
+ * client against the real engine.)
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rpc.h"
+
+#define N 8
+
+static char dir[64], path[96];
+static int lfd;
+
+/* Reads frames from fd until n requests have arrived. */
+static void read_requests(int fd, struct ipc_buf *in, uint32_t *ids,
+                          char (*rcpt)[IPC_ARG_MAX], int n)
+{
+    struct ipc_decoder d;
+    struct ipc_params p;
+    struct ipc_msg m;
+    char why[96];
+    size_t len;
+    int got = 0;
+
+    ipc_decoder_init(&d);
+    while (got < n) {
+        while (got < n && ipc_frame_next(in->data, in->len, &len) == 1) {
+            assert_int_equal(ipc_decode(&d, in->data + IPC_HDR_LEN, len, &m),
+                             0);
+            ids[got] = m.id;
+            if (ipc_get_params(m.method, m.params, &p, why, sizeof(why)) == 0)
+                strcpy(rcpt[got], p.b);
+            got++;
+            ipc_buf_consume(in, IPC_HDR_LEN + len);
+        }
+        if (got == n)
+            break;
+        ipc_buf_reserve(in, 4096);
+        ssize_t r = read(fd, in->data + in->len, in->cap - in->len);
+        assert_true(r > 0);
+        in->len += (size_t)r;
+    }
+    ipc_decoder_free(&d);
+}
+
+/* Writes buf one byte per write, with a short pause now and then. */
+static void trickle(int fd, const struct ipc_buf *b)
+{
+    struct timespec ts = {0, 100000};
+
+    for (size_t i = 0; i < b->len; i++) {
+        assert_int_equal(write(fd, b->data + i, 1), 1);
+        if (i % 16 == 0)
+            nanosleep(&ts, NULL);
+    }
+}
+
+static void *peer(void *arg)
+{
+    struct outbound_decision d = {.level = TLS_MAY, .generation = 11};
+    char rcpt[N][IPC_ARG_MAX];
+    struct ipc_buf in, out;
+    struct ipc_writer w;
+    uint32_t ids[N];
+    int fd = accept(lfd, NULL, NULL);
+
+    ipc_buf_init(&in);
+    ipc_buf_init(&out);
+    read_requests(fd, &in, ids, rcpt, N);
+
+    /* An answer for an id nobody asked, then all in reverse order. */
+    ipc_frame_begin(&w, &out);
+    ipc_pack_ping(&w, 4242, 1);
+    ipc_frame_end(&w);
+    for (int i = N - 1; i >= 0; i--) {
+        snprintf(d.recipient, sizeof(d.recipient), "%s", rcpt[i]);
+        ipc_frame_begin(&w, &out);
+        ipc_pack_outbound(&w, ids[i], &d);
+        ipc_frame_end(&w);
+    }
+    trickle(fd, &out);
+
+    /* One request answered with an error. */
+    read_requests(fd, &in, ids, rcpt, 1);
+    out.len = 0;
+    ipc_frame_begin(&w, &out);
+    ipc_pack_error(&w, ids[0], STORE_ENOTFOUND, "not found", 12);
+    ipc_frame_end(&w);
+    trickle(fd, &out);
+
+    /* One request answered with a broken frame: the client must drop. */
+    read_requests(fd, &in, ids, rcpt, 1);
+    assert_int_equal(write(fd, "\xff\xff\xff\xff", 4), 4);
+    sleep(1);
+    close(fd);
+    ipc_buf_free(&in);
+    ipc_buf_free(&out);
+    return NULL;
+}
+
+struct result {
+    int calls, err;
+    char rcpt[ADDR_MAX + 1];
+};
+
+static void on_outbound(void *ctx, int err, const struct outbound_decision *d)
+{
+    struct result *r = ctx;
+
+    r->calls++;
+    r->err = err;
+    if (d)
+        snprintf(r->rcpt, sizeof(r->rcpt), "%s", d->recipient);
+}
+
+static void on_ping(void *ctx, int err, unsigned version, uint64_t gen)
+{
+    struct result *r = ctx;
+
+    r->calls++;
+    r->err = err;
+}
+
+/* Runs the loop until every result has its call (at most 5 s). */
+static void run_until(uv_loop_t *loop, struct result *r, int n)
+{
+    time_t end = time(NULL) + 5;
+
+    for (;;) {
+        int done = 0;
+
+        for (int i = 0; i < n; i++)
+            done += r[i].calls;
+        if (done >= n || time(NULL) > end)
+            return;
+        uv_run(loop, UV_RUN_ONCE);
+    }
+}
+
+static void test_out_of_order_and_errors(void **state)
+{
+    struct result r[N], e = {0}, drop = {0};
+    struct eng_client *c;
+    uv_loop_t loop;
+    pthread_t th;
+    char rcpt[64];
+
+    pthread_create(&th, NULL, peer, NULL);
+    uv_loop_init(&loop);
+    assert_int_equal(eng_client_open(&loop, path, 4000, &c), 0);
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++) {
+        snprintf(rcpt, sizeof(rcpt), "r%d@x.example", i);
+        assert_int_equal(eng_ask_outbound(c, "acme", rcpt, on_outbound, &r[i]),
+                         0);
+    }
+    run_until(&loop, r, N);
+    for (int i = 0; i < N; i++) {
+        snprintf(rcpt, sizeof(rcpt), "r%d@x.example", i);
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].err, 0);
+        assert_string_equal(r[i].rcpt, rcpt);
+    }
+    assert_int_equal(eng_client_generation(c), 11);
+
+    assert_int_equal(eng_ask_ping(c, on_ping, &e), 0);
+    run_until(&loop, &e, 1);
+    assert_int_equal(e.err, STORE_ENOTFOUND);
+    assert_int_equal(eng_client_generation(c), 12);
+
+    assert_int_equal(
+        eng_ask_outbound(c, "acme", "z@x.example", on_outbound, &drop), 0);
+    run_until(&loop, &drop, 1);
+    assert_int_equal(drop.calls, 1);
+    assert_int_equal(drop.err, IPC_EUNAVAIL);
+    assert_false(eng_client_connected(c));
+
+    eng_client_close(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    pthread_join(th, NULL);
+}
+
+static void test_bad_arguments(void **state)
+{
+    char big[IPC_ARG_MAX + 8];
+    struct eng_client *c;
+    uv_loop_t loop;
+
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    uv_loop_init(&loop);
+    assert_int_equal(eng_client_open(&loop, big, 100, &c), IPC_EINVAL);
+    assert_int_equal(eng_client_open(&loop, path, 100, &c), 0);
+    assert_int_equal(eng_ask_outbound(c, "acme", big, on_outbound, NULL),
+                     IPC_EINVAL);
+    assert_int_equal(eng_ask_outbound(c, "acme", "a@b", NULL, NULL),
+                     IPC_EINVAL);
+    eng_client_close(c);
+    assert_int_equal(eng_ask_ping(c, on_ping, NULL), IPC_ECANCELED);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_out_of_order_and_errors),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    const char *tmp = getenv("TMPDIR");
+    int rc;
+
+    snprintf(dir, sizeof(dir), "%s/tlsgate-ipc-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(path, sizeof(path), "%s/peer.sock", dir);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 8))
+        return 1;
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    close(lfd);
+    unlink(path);
+    rmdir(dir);
+    return rc;
+}
