@@ -88,7 +88,7 @@ static void *peer(void *arg)
     ipc_pack_ping(&w, 4242, 1);
     ipc_frame_end(&w);
     for (int i = N - 1; i >= 0; i--) {
-        snprintf(d.recipient, sizeof(d.recipient), "%s", rcpt[i]);
+        snprintf(d.recipient, sizeof(d.recipient), "%.300s", rcpt[i]);
         ipc_frame_begin(&w, &out);
         ipc_pack_outbound(&w, ids[i], &d);
         ipc_frame_end(&w);
