@@ -99,7 +99,6 @@ static void answer(struct eng_batch *b, uint32_t id, enum ipc_method m,
         struct outbound_decision out;
         struct inbound_decision in;
         struct tenant_info t;
-        struct eng_stats s;
         char host[IPC_ARG_MAX];
     } u;
     struct ipc_writer w;

@@ -246,7 +246,7 @@ void eng_events_counts(const struct eng_events *ev, uint64_t *received,
 static int open_env(struct eng_events *ev, const struct tg_config *cfg)
 {
     MDB_txn *txn;
-    int rc;
+    int rc, dead;
 
     if (mkdir(cfg->events_dir, 0700) < 0 && errno != EEXIST)
         return errno;
@@ -255,6 +255,7 @@ static int open_env(struct eng_events *ev, const struct tg_config *cfg)
     if ((rc = mdb_env_set_maxdbs(ev->env, 4)) != 0 ||
         (rc = mdb_env_set_mapsize(ev->env, cfg->engine_map_size)) != 0 ||
         (rc = mdb_env_open(ev->env, cfg->events_dir, MDB_NOTLS, 0600)) != 0 ||
+        (rc = mdb_reader_check(ev->env, &dead)) != 0 ||
         (rc = mdb_txn_begin(ev->env, NULL, 0, &txn)) != 0)
         goto fail;
     if ((rc = mdb_dbi_open(txn, "events", MDB_CREATE, &ev->db_events)) != 0 ||
