@@ -577,6 +577,11 @@ static void do_records(struct tlsio *t)
             }
             return;
         }
+        if (r == GNUTLS_E_PREMATURE_TERMINATION) {
+            save_error(t, (int)r); /* TCP closed without close_notify */
+            read_failed(t, TLSIO_EOF);
+            return;
+        }
         if (gnutls_error_is_fatal((int)r)) {
             save_error(t, (int)r);
             read_failed(t, TLSIO_ETLS);

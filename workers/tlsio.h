@@ -37,7 +37,8 @@
 
 enum tlsio_error {
     TLSIO_OK = 0,
-    TLSIO_EOF = -301,        /* the peer closed (close_notify or TCP FIN) */
+    TLSIO_EOF = -301,        /* the peer closed (close_notify, or TCP FIN
+                                without it: see tlsio_last_error) */
     TLSIO_ETIMEDOUT = -302,  /* handshake not done within its timeout */
     TLSIO_EHANDSHAKE = -303, /* handshake failed (alert, bad message...) */
     TLSIO_EVERIFY = -304,    /* peer certificate not verified and
