@@ -27,11 +27,12 @@
 #define DOMAINS 20 /* outbound entries per tenant; recipients use 40 */
 
 struct bench {
-    char dir[PATH_MAX], policy[PATH_MAX + 16], engine_sock[PATH_MAX + 16],
-        echo_sock[PATH_MAX + 16];
-    pid_t engine, echo;
+    char dir[PATH_MAX], policy[PATH_MAX + 16];
+    char sock[3][PATH_MAX + 16]; /* ping-pong, batched echo, engine */
+    pid_t pid[3];
     struct ipcb_pool pool;
     long seconds;
+    int keep;
 };
 
 /* Result of one configuration. */
@@ -111,7 +112,7 @@ static pid_t start_engine(struct bench *b)
         _exit(127);
     }
     for (int i = 0; i < 500; i++) {
-        if (eng_sync_open(b->engine_sock, 1000, &s) == 0) {
+        if (eng_sync_open(b->sock[2], 1000, &s) == 0) {
             eng_sync_close(s);
             return pid;
         }
@@ -121,32 +122,22 @@ static pid_t start_engine(struct bench *b)
     return -1;
 }
 
-/* In-process lookups on the same requests: the transaction is renewed
- * every 64 lookups, as the engine does per batch. Also returns the mean
- * size of the engine's reply payload for these requests. */
-static struct line run_inprocess(struct bench *b, size_t *reply_len)
+/* Decodes the pool's requests into p and returns the mean size of the
+ * engine's answers to them (payload bytes), encoded as the engine does. */
+static size_t decode_pool(const struct bench *b, struct store_txn *t,
+                          struct ipc_params *p)
 {
-    static uint64_t hist[IPCB_HIST_US + 1];
-    struct ipc_params p[IPCB_POOL];
     struct outbound_decision d;
     struct ipc_decoder dec;
-    struct ipc_buf out;
     struct ipc_writer w;
-    struct store *st;
-    struct store_txn *t;
-    struct line l = {0};
-    uint64_t done = 0;
-    long t_end;
+    struct ipc_buf out;
+    struct ipc_msg m;
+    char why[96];
+    size_t mean;
 
     ipc_decoder_init(&dec);
     ipc_buf_init(&out);
-    if (store_open(&st, b->policy, 0, STORE_RDONLY) < 0 ||
-        store_begin(st, false, &t) < 0)
-        die("cannot open the policy store");
     for (int i = 0; i < IPCB_POOL; i++) {
-        struct ipc_msg m;
-        char why[96];
-
         ipc_decode(&dec, b->pool.frames.data + b->pool.off[i] + IPC_HDR_LEN,
                    b->pool.len[i] - IPC_HDR_LEN, &m);
         ipc_get_params(IPC_M_OUTBOUND, m.params, &p[i], why, sizeof(why));
@@ -155,7 +146,30 @@ static struct line run_inprocess(struct bench *b, size_t *reply_len)
         ipc_pack_outbound(&w, (uint32_t)i + 1, &d);
         ipc_frame_end(&w);
     }
-    *reply_len = out.len / IPCB_POOL - IPC_HDR_LEN;
+    mean = out.len / IPCB_POOL - IPC_HDR_LEN;
+    ipc_buf_free(&out);
+    ipc_decoder_free(&dec);
+    return mean;
+}
+
+/* In-process lookups on the same requests: the transaction is renewed
+ * every 64 lookups, as the engine does per batch. Also returns the mean
+ * size of the engine's answers to these requests. */
+static struct line run_inprocess(struct bench *b, size_t *reply_len)
+{
+    static uint64_t hist[IPCB_HIST_US + 1];
+    static struct ipc_params p[IPCB_POOL];
+    struct outbound_decision d;
+    struct store *st;
+    struct store_txn *t;
+    struct line l = {0};
+    uint64_t done = 0;
+    long t_end;
+
+    if (store_open(&st, b->policy, 0, STORE_RDONLY) < 0 ||
+        store_begin(st, false, &t) < 0)
+        die("cannot open the policy store");
+    *reply_len = decode_pool(b, t, p);
 
     t_end = ipc_bench_now_us() + b->seconds * 1000000L;
     for (unsigned i = 0; ipc_bench_now_us() < t_end; i++) {
@@ -176,8 +190,6 @@ static struct line run_inprocess(struct bench *b, size_t *reply_len)
     l.p99 = ipc_bench_percentile(hist, 99);
     store_abort(t);
     store_close(st);
-    ipc_buf_free(&out);
-    ipc_decoder_free(&dec);
     return l;
 }
 
@@ -268,56 +280,40 @@ static int report(struct line r[3][2][2], const struct line *inproc)
     return fail;
 }
 
-int main(int argc, char **argv)
+/* Reads the flags and makes the temporary folder and its paths. */
+static void setup(struct bench *b, int argc, char **argv)
 {
-    static struct bench b = {.seconds = 3};
+    const char *tmp = getenv("TMPDIR");
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
+            b->seconds = atol(argv[++i]);
+        else if (strcmp(argv[i], "--keep") == 0)
+            b->keep = 1;
+        else
+            die("usage: tlsgate-bench-ipc [--seconds S] [--keep]");
+    }
+    if (b->seconds < 1 || b->seconds > 60)
+        die("--seconds must be 1..60");
+    snprintf(b->dir, sizeof(b->dir), "%s/tlsgate-bench-ipc-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(b->dir))
+        die("cannot make a temporary folder");
+    snprintf(b->policy, sizeof(b->policy), "%s/policy", b->dir);
+    snprintf(b->sock[0], sizeof(b->sock[0]), "%s/pingpong.sock", b->dir);
+    snprintf(b->sock[1], sizeof(b->sock[1]), "%s/batch.sock", b->dir);
+    snprintf(b->sock[2], sizeof(b->sock[2]), "%s/engine.sock", b->dir);
+}
+
+/* Runs every configuration against the three servers, printing a line
+ * each; r[k][c][w] as in report(). */
+static void run_table(struct bench *b, struct line r[3][2][2])
+{
     static const char *const kinds[3] = {"ping-pong", "echo-batch",
                                          "engine-ipc"};
     static const int nclients[2] = {1, 4};
     static const unsigned windows[2] = {1, 64};
-    struct line r[3][2][2], inproc;
-    const char *paths[3];
-    char batch_sock[PATH_MAX + 16];
-    size_t reply_len;
-    pid_t batch_echo;
-    int keep = 0, fail;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
-            b.seconds = atol(argv[++i]);
-        else if (strcmp(argv[i], "--keep") == 0)
-            keep = 1;
-        else
-            die("usage: tlsgate-bench-ipc [--seconds S] [--keep]");
-    }
-    if (b.seconds < 1 || b.seconds > 60)
-        die("--seconds must be 1..60");
-    snprintf(b.dir, sizeof(b.dir), "%s/tlsgate-bench-ipc-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(b.dir))
-        die("cannot make a temporary folder");
-    snprintf(b.policy, sizeof(b.policy), "%s/policy", b.dir);
-    snprintf(b.engine_sock, sizeof(b.engine_sock), "%s/engine.sock", b.dir);
-    snprintf(b.echo_sock, sizeof(b.echo_sock), "%s/echo.sock", b.dir);
-    snprintf(batch_sock, sizeof(batch_sock), "%s/batch.sock", b.dir);
-    signal(SIGPIPE, SIG_IGN);
-
-    build_store(b.policy);
-    build_pool(&b.pool);
-    b.engine = start_engine(&b);
-    inproc = run_inprocess(&b, &reply_len);
-    b.echo = ipc_bench_echo_start(b.echo_sock, reply_len, 0);
-    batch_echo = ipc_bench_echo_start(batch_sock, reply_len, 1);
-    paths[0] = b.echo_sock;
-    paths[1] = batch_sock;
-    paths[2] = b.engine_sock;
-    printf("tlsgate-bench-ipc: %d tenants x %d entries, outbound lookups, "
-           "request %zu bytes, reply %zu bytes (frames), %lds per run\n\n",
-           TENANTS, DOMAINS, b.pool.frames.len / IPCB_POOL,
-           reply_len + IPC_HDR_LEN, b.seconds);
-    printf("%-12s %7s %9s %12s %9s %9s\n", "path", "clients", "in-flight",
-           "per-second", "p50-us", "p99-us");
-    print_line("in-process", 1, "-", &inproc);
     for (int c = 0; c < 2; c++) {
         for (int w = 0; w < 2; w++) {
             char win[16];
@@ -325,20 +321,44 @@ int main(int argc, char **argv)
             snprintf(win, sizeof(win), "%u", windows[w]);
             for (int k = 0; k < 3; k++) {
                 r[k][c][w] =
-                    run_clients(&b, paths[k], nclients[c], windows[w], k == 2);
+                    run_clients(b, b->sock[k], nclients[c], windows[w], k == 2);
                 print_line(kinds[k], nclients[c], win, &r[k][c][w]);
             }
         }
     }
+}
+
+int main(int argc, char **argv)
+{
+    static struct bench b = {.seconds = 3};
+    struct line r[3][2][2], inproc;
+    size_t reply_len;
+    int fail;
+
+    setup(&b, argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    build_store(b.policy);
+    build_pool(&b.pool);
+    b.pid[2] = start_engine(&b);
+    inproc = run_inprocess(&b, &reply_len);
+    b.pid[0] = ipc_bench_echo_start(b.sock[0], reply_len, 0);
+    b.pid[1] = ipc_bench_echo_start(b.sock[1], reply_len, 1);
+
+    printf("tlsgate-bench-ipc: %d tenants x %d entries, outbound lookups, "
+           "request %zu bytes, reply %zu bytes (frames), %lds per run\n\n",
+           TENANTS, DOMAINS, b.pool.frames.len / IPCB_POOL,
+           reply_len + IPC_HDR_LEN, b.seconds);
+    printf("%-12s %7s %9s %12s %9s %9s\n", "path", "clients", "in-flight",
+           "per-second", "p50-us", "p99-us");
+    print_line("in-process", 1, "-", &inproc);
+    run_table(&b, r);
     fail = report(r, &inproc);
 
-    kill(b.engine, SIGTERM);
-    kill(b.echo, SIGKILL);
-    kill(batch_echo, SIGKILL);
-    waitpid(b.engine, NULL, 0);
-    waitpid(b.echo, NULL, 0);
-    waitpid(batch_echo, NULL, 0);
-    if (!keep)
+    for (int k = 0; k < 3; k++) {
+        kill(b.pid[k], k == 2 ? SIGTERM : SIGKILL);
+        waitpid(b.pid[k], NULL, 0);
+    }
+    if (!b.keep)
         nftw(b.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return fail ? 2 : 0;
 }
