@@ -557,8 +557,13 @@ static void do_records(struct tlsio *t)
     ssize_t r;
 
     while (!t->dead && t->state == ST_OPEN && t->reading) {
+        size_t before = t->in_len;
         r = gnutls_record_recv(t->s, buf, sizeof(buf));
         flush(t, NULL, NULL, false);
+        /* GnuTLS answers AGAIN after a post-handshake message (a TLS 1.3
+         * session ticket) even when more records are buffered here. */
+        if (r == GNUTLS_E_AGAIN && t->in_len > 0 && t->in_len < before)
+            continue;
         if (r > 0) {
             t->depth++;
             t->read_cb(t, buf, r, t->arg);
