@@ -192,6 +192,12 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     k->id = ++e->next_conn_id;
+    if (e->n.connections >= ENG_CONN_MAX) {
+        log_warn("id=conn-%llu refused reason=too-many-connections max=%d",
+                 (unsigned long long)k->id, ENG_CONN_MAX);
+        uv_close((uv_handle_t *)&k->pipe, conn_freed);
+        return;
+    }
     k->next = e->conns;
     if (e->conns)
         e->conns->prev = k;
