@@ -15,8 +15,9 @@
 #include "store.h"
 
 #define ENG_CONN_OUT_MAX (1u << 20) /* queued reply bytes before pausing */
-#define ENG_REOPEN_MS    200        /* retry opening a missing store */
-#define ENG_HIST_BUCKETS 160        /* latency histogram, quarter-octaves */
+#define ENG_CONN_MAX     1024 /* open connections; more are closed at once */
+#define ENG_REOPEN_MS    200  /* retry opening a missing store */
+#define ENG_HIST_BUCKETS 160  /* latency histogram, quarter-octaves */
 
 struct eng_events;
 
