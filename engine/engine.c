@@ -101,10 +101,10 @@ int main(int argc, char **argv)
     e.started_ms = uv_now(e.loop);
     if (ipc_decoder_init(&e.dec) < 0 || ipc_buf_reserve(&e.reply, 1 << 16) < 0)
         log_fatal("id=engine out_of_memory");
+    setup_signals(&e); /* before listening: a signal may come at once */
     if (eng_listen(&e) < 0)
         return 1;
     eng_events_open(e.loop, &cfg, &e.events);
-    setup_signals(&e);
     log_info("id=engine started pid=%d socket=%s policy=%s events=%s",
              (int)getpid(), cfg.engine_socket, cfg.policy_dir, cfg.events_dir);
 
