@@ -20,3 +20,13 @@ add_executable(tlsgate-smtpout ${OUT_DIR}/smtpout.c ${OUT_DIR}/smtpout_conn.c
 target_link_libraries(tlsgate-smtpout PRIVATE tlsgate_queue
   tlsgate_smtpout_reply tlsgate_ipc tlsgate_tls tlsgate_policy
   PkgConfig::CARES PkgConfig::LIBUV PkgConfig::GNUTLS)
+
+# libFuzzer target (contract 5): seed corpus in tests/fuzz/smtpout_reply/.
+if(TLSGATE_FUZZ)
+  add_executable(fuzz_smtpout_reply
+                 ${PROJECT_SOURCE_DIR}/tests/fuzz/smtpout_reply.c)
+  target_link_libraries(fuzz_smtpout_reply PRIVATE tlsgate_smtpout_reply)
+  target_compile_options(fuzz_smtpout_reply PRIVATE
+                         -fsanitize=fuzzer,address)
+  target_link_options(fuzz_smtpout_reply PRIVATE -fsanitize=fuzzer,address)
+endif()

@@ -273,18 +273,16 @@ static int set_sender(const struct sm_opts *o, const struct tenant_info *t,
     return 0;
 }
 
-/* Normalises the text, strips Bcc and adds the missing headers. */
-static int build_text(const struct tg_config *cfg, const struct sm_opts *o,
-                      const struct tenant_info *t, char **msg, size_t *len)
+/* Normalises the line endings and checks the size. */
+static int normalise(const struct tg_config *cfg, const struct sm_opts *o,
+                     char **msg, size_t *len)
 {
-    char *raw = *msg, received[512], date[64];
-    const char *dom = strrchr(t->from, '@');
-    time_t now = time(NULL);
-    struct tm tm;
+    char *raw = *msg;
     int rc = queue_text_crlf(raw, *len, o->dot_ends, msg, len);
 
     free(raw);
     if (rc != QTEXT_OK) {
+        *msg = NULL;
         fprintf(stderr, "tlsgate-sendmail: %s\n",
                 rc == QTEXT_ELINE ? "a line is longer than 998 octets"
                                   : "out of memory");
@@ -295,6 +293,19 @@ static int build_text(const struct tg_config *cfg, const struct sm_opts *o,
                 cfg->max_message_size);
         return EX_DATAERR;
     }
+    return 0;
+}
+
+/* Strips Bcc (with -t) and adds Received and the missing headers. */
+static int finish_text(const struct tg_config *cfg, const struct sm_opts *o,
+                       const struct tenant_info *t, char **msg, size_t *len)
+{
+    char received[512], date[64];
+    const char *dom = strrchr(t->from, '@');
+    time_t now = time(NULL);
+    struct tm tm;
+    int rc;
+
     localtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
     snprintf(received, sizeof(received),
@@ -344,9 +355,11 @@ static int run(const struct tg_config *cfg, const struct sm_opts *o)
         fprintf(stderr, "tlsgate-sendmail: %s\n",
                 rc == EX_DATAERR ? "message too large" : strerror(errno));
     if (rc == 0)
-        rc = build_text(cfg, o, &t, &msg, &len);
+        rc = normalise(cfg, o, &msg, &len);
     if (rc == 0)
         rc = collect_rcpts(o, msg, len, &m);
+    if (rc == 0)
+        rc = finish_text(cfg, o, &t, &msg, &len);
     if (rc == 0)
         rc = set_sender(o, &t, &m);
     if (rc == 0) {

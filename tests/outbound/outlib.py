@@ -165,7 +165,10 @@ class Env:
         return [l for l in self.log().splitlines() if word in l]
 
     def queue_ids(self):
-        return sorted(os.listdir(self.path("queue", "env")))
+        try:
+            return sorted(os.listdir(self.path("queue", "env")))
+        except FileNotFoundError:
+            return []
 
     def close(self, keep=False):
         for p in self.senders:

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""tlsgate-sendmail as scripts call it: recipients as arguments, -t with
+To/Cc/Bcc (Bcc stripped), -f, -F, -i, ignored options, the tenant's From
+when the message has none, exit codes on bad input, and the queue files
+that result (CRLF lines, synced records). No engine is needed.
+
+usage: test_sendmail.py BINDIR
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from outlib import Env, Failure, check  # noqa: E402
+
+EX_USAGE, EX_DATAERR, EX_NOUSER = 64, 65, 67
+
+
+def record(env, qid):
+    with open(env.path("queue", "env", qid)) as f:
+        return f.read()
+
+
+def body(env, qid):
+    with open(env.path("queue", "msg", qid), "rb") as f:
+        return f.read()
+
+
+def only_new(env, before):
+    new = [q for q in env.queue_ids() if q not in before]
+    check(len(new) == 1, "expected one new message, got %r" % new)
+    return new[0]
+
+
+def send_ok(env, args, text):
+    before = env.queue_ids()
+    rc, err = env.sendmail(args, text)
+    check(rc == 0, "sendmail %r: exit %d: %s" % (args, rc, err))
+    return only_new(env, before)
+
+
+def test_arguments(env):
+    qid = send_ok(env, ["-T", "acme", "-f", "app@acme.mail.example.net",
+                        "-oi", "-odi", "-oem", "Bob@Example.ORG",
+                        "carol@example.net"],
+                  "Subject: a\nFrom: App <app@acme.mail.example.net>\n\n"
+                  "line one\n.\nstill body\n")
+    rec = record(env, qid)
+    check("sender app@acme.mail.example.net\n" in rec, "sender: " + rec)
+    check("rcpt pending 0 0 Bob@example.org -" in rec or
+          "rcpt pending 0 0 bob@example.org -" in rec, "rcpt 1: " + rec)
+    check("rcpt pending 0 0 carol@example.net -" in rec, "rcpt 2: " + rec)
+    check(rec.endswith("end\n"), "record not complete")
+    b = body(env, qid)
+    check(b"\r\nstill body\r\n" in b, "-oi: a lone dot must not end input")
+    check(b"\n" not in b.replace(b"\r\n", b""), "bare LF left in the body")
+    check(b"Message-ID: <" in b and b"Date: " in b, "Message-ID/Date added")
+    check(b.count(b"From: ") == 1, "From must not be added twice")
+
+
+def test_dot_ends_and_tenant_from(env):
+    qid = send_ok(env, ["--tenant", "acme", "x@example.org"],
+                  "Subject: no from\n\nfirst\n.\nafter the dot\n")
+    b = body(env, qid)
+    check(b"From: noreply@acme.mail.example.net\r\n" in b,
+          "missing From gets the tenant From: %r" % b[:300])
+    check(b"after the dot" not in b, "without -i a lone dot ends input")
+    check("sender noreply@acme.mail.example.net" in record(env, qid),
+          "missing envelope sender gets the tenant From")
+
+
+def test_extract(env):
+    qid = send_ok(env, ["-t", "-i", "-T", "acme", "-F", "The App"],
+                  "To: Ann <ann@example.org>, \"Doe, J\" <jd@example.org>\n"
+                  "Cc: team: cc1@example.org, cc2@example.org;\n"
+                  "Bcc: hidden@example.org\n"
+                  "Subject: -t\n\nbody\n")
+    rec = record(env, qid)
+    for a in ("ann@example.org", "jd@example.org", "cc1@example.org",
+              "cc2@example.org", "hidden@example.org"):
+        check(" %s -" % a in rec, "-t recipient %s missing: %s" % (a, rec))
+    b = body(env, qid)
+    check(b"Bcc" not in b and b"hidden@" not in b, "Bcc not stripped")
+    check(b'From: "The App" <noreply@acme.mail.example.net>' in b,
+          "-F full name in the added From")
+
+
+def test_bad_input(env):
+    cases = [
+        (["x@example.org"], "Subject: x\n\nb\n", EX_USAGE, "no tenant"),
+        (["-T", "nosuch", "x@example.org"], "b\n", EX_NOUSER,
+         "unknown tenant"),
+        (["-T", "Bad_Name!", "x@example.org"], "b\n", EX_NOUSER,
+         "bad tenant name"),
+        (["-T", "acme"], "Subject: x\n\nb\n", EX_USAGE, "no recipients"),
+        (["-T", "acme", "-t"], "Subject: x\n\nb\n", EX_DATAERR,
+         "-t without recipient headers"),
+        (["-T", "acme", "not an address"], "b\n", EX_DATAERR,
+         "bad recipient"),
+        (["-T", "acme", "-f", "bad@@x", "x@example.org"], "b\n", EX_DATAERR,
+         "bad sender"),
+        (["-T", "acme", "-q", "x@example.org"], "b\n", EX_USAGE,
+         "unknown option"),
+        (["-T", "acme", "x@example.org"], "Subject: x\n\n" + "a" * 1200 +
+         "\n", EX_DATAERR, "line over 998 octets"),
+        (["-T", "acme", "x@example.org"], "Subject: big\n\n" +
+         ("x" * 70 + "\n") * 40, EX_DATAERR, "larger than max_message_size"),
+    ]
+    for args, text, want, what in cases:
+        before = env.queue_ids()
+        extra = ["--max-message-size", "2k"] if "max_message" in what else []
+        rc, err = env.sendmail(args, text, extra)
+        check(rc == want, "%s: exit %d, want %d (%s)" % (what, rc, want, err))
+        check(err.strip() != "", what + ": no message on stderr")
+        check(env.queue_ids() == before, what + ": something was queued")
+    check(os.listdir(env.path("queue", "tmp")) == [], "tmp/ not empty")
+
+
+def main():
+    env = Env(sys.argv[1], "sendmail")
+    ok = False
+    try:
+        env.init_store()
+        test_arguments(env)
+        test_dot_ends_and_tenant_from(env)
+        test_extract(env)
+        test_bad_input(env)
+        ok = True
+        print("ok")
+    except Failure as e:
+        print("FAIL:", e)
+    finally:
+        env.close(keep=not ok)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
