@@ -18,7 +18,7 @@
 #define EV_QUEUE_MAX 4096  /* buffered events; the oldest go beyond it */
 #define EV_BATCH_MAX 512   /* flush at once when this many wait */
 #define EV_FLUSH_MS  200   /* else flush this often */
-#define EV_PRUNE_MS  60000 /* look for expired events this often */
+#define EV_PRUNE_MS  60000 /* when idle, look for expired events this often */
 #define EV_PRUNE_MAX 10000 /* deletions per write transaction */
 #define EV_TAIL      16    /* key tail: be64 time, be64 sequence */
 
@@ -154,8 +154,9 @@ static void job_write(uv_work_t *job)
 
 static void job_done(uv_work_t *job, int status);
 
-/* Hands every buffered event to a thread-pool job (one at a time); also
- * asks it to prune when EV_PRUNE_MS has passed. */
+/* Hands every buffered event to a thread-pool job (one at a time). The
+ * job also prunes expired events: each time it writes (the oldest key is
+ * one lookup away, so this is cheap), and every EV_PRUNE_MS when idle. */
 static void flush(struct eng_events *ev)
 {
     uint64_t now = uv_now(ev->loop);
@@ -163,7 +164,7 @@ static void flush(struct eng_events *ev)
     if (ev->busy || !ev->env)
         return;
     ev->cutoff = 0;
-    if (now - ev->last_prune_ms >= EV_PRUNE_MS) {
+    if (ev->count || now - ev->last_prune_ms >= EV_PRUNE_MS) {
         ev->last_prune_ms = now;
         ev->cutoff = (int64_t)time(NULL) - (int64_t)ev->retention;
     }
@@ -309,7 +310,7 @@ void eng_events_close(struct eng_events *ev)
     if (!ev)
         return;
     if (ev->env && ev->count) { /* the loop is done: write here */
-        ev->cutoff = 0;
+        ev->cutoff = (int64_t)time(NULL) - (int64_t)ev->retention;
         for (ev->nwork = 0; ev->count; ev->count--) {
             ev->work[ev->nwork++] = ev->ring[ev->head];
             ev->head = (ev->head + 1) % EV_QUEUE_MAX;

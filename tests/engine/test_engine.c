@@ -293,18 +293,21 @@ static void test_events_stored(void **state)
     strcpy(ev.tenant, "acme");
     strcpy(ev.status, "sent");
     strcpy(ev.address, "a@vendor.example");
-    for (int i = 0; i < 25; i++) {
+    for (int i = 0; i < 30; i++) {
         snprintf(ev.id, sizeof(ev.id), "Q%d", i);
+        /* Five are older than the retention (30 days by default). */
+        ev.time = (int64_t)time(NULL) - (i < 5 ? 31 * 86400 : 0);
         assert_int_equal(eng_sync_event(s, &ev), 0);
     }
     deadline = h_now_ms() + 5000;
     do {
         h_sleep_ms(50);
         assert_int_equal(eng_sync_stats(s, &st), 0);
-    } while (st.events_stored < 25 && h_now_ms() < deadline);
-    assert_int_equal(st.events_received, 25);
-    assert_int_equal(st.events_stored, 25);
+    } while (st.events_stored < 30 && h_now_ms() < deadline);
+    assert_int_equal(st.events_received, 30);
+    assert_int_equal(st.events_stored, 30);
     assert_int_equal(st.events_dropped, 0);
+    assert_int_equal(st.events_pruned, 5);
     assert_int_equal(count_events(h->events, "events", "acme"), 25);
     assert_int_equal(count_events(h->events, "bytime", NULL), 25);
     eng_sync_close(s);
