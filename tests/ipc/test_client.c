@@ -217,11 +217,40 @@ static void test_bad_arguments(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void test_event_queue_bound(void **state)
+{
+    struct eng_event ev = {.kind = EV_DELIVERY, .time = 1};
+    struct result r = {0};
+    struct eng_client *c;
+    char nowhere[128];
+    uv_loop_t loop;
+
+    /* No engine at all: events queue up to the bound, then are dropped
+     * and counted; a request fails fast, not at its 5 s deadline. */
+    snprintf(nowhere, sizeof(nowhere), "%s/none.sock", dir);
+    uv_loop_init(&loop);
+    assert_int_equal(eng_client_open(&loop, nowhere, 5000, &c), 0);
+    for (int i = 0; i < ENG_EVENT_QUEUE_MAX; i++)
+        assert_int_equal(eng_send_event(c, &ev), 0);
+    assert_int_equal(eng_send_event(c, &ev), IPC_EFULL);
+    assert_int_equal(eng_client_events_dropped(c), 1);
+    time_t t0 = time(NULL);
+    assert_int_equal(
+        eng_ask_outbound(c, "acme", "a@x.example", on_outbound, &r), 0);
+    run_until(&loop, &r, 1);
+    assert_int_equal(r.err, IPC_EUNAVAIL);
+    assert_true(time(NULL) - t0 <= 1);
+    eng_client_close(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_out_of_order_and_errors),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_event_queue_bound),
     };
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     const char *tmp = getenv("TMPDIR");
