@@ -45,7 +45,7 @@ def wait_for(pred, timeout, what):
 class Peer:
     """One smtp_peer.py server; record lines are read with lines()."""
 
-    def __init__(self, env, name, mode="normal", cert=None):
+    def __init__(self, env, name, mode="normal", cert=None, save=False):
         self.record = env.path("peer-%s.rec" % name)
         portfile = env.path("peer-%s.port" % name)
         args = [sys.executable, os.path.join(HERE, "smtp_peer.py"),
@@ -53,6 +53,11 @@ class Peer:
                 "--mode", mode]
         if cert:
             args += ["--cert", cert[0], "--key", cert[1]]
+        self.save_dir = None
+        if save:
+            self.save_dir = env.path("peer-%s-mail" % name)
+            os.mkdir(self.save_dir)
+            args += ["--save-dir", self.save_dir]
         self.proc = subprocess.Popen(args, preexec_fn=_die_with_parent)
         env.procs.append(self.proc)
         wait_for(lambda: os.path.exists(portfile), 10, "peer port")
@@ -65,6 +70,13 @@ class Peer:
                 return f.read().splitlines()
         except FileNotFoundError:
             return []
+
+    def saved(self):
+        out = []
+        for n in sorted(os.listdir(self.save_dir)):
+            with open(os.path.join(self.save_dir, n)) as f:
+                out.append(f.read())
+        return out
 
     def messages(self):
         return [l for l in self.lines() if l.startswith("MSG ")]

@@ -33,6 +33,7 @@ def record(path, line):
 
 class Session:
     seq = 0
+    saved = 0
 
     def __init__(self, handler, args):
         with LOCK:
@@ -144,6 +145,13 @@ class Session:
                 break
             if l == "":
                 break
+        if self.args.save_dir:
+            with LOCK:
+                Session.saved += 1
+                n = Session.saved
+            with open(os.path.join(self.args.save_dir, "%d.eml" % n),
+                      "w") as f:
+                f.write("\n".join(lines) + "\n")
         record(self.args.record, "MSG %s tls=%d lines=%d %s" %
                (msgid, int(self.tls), len(lines), self.cid))
         self.send("250 2.0.0 Ok: queued")
@@ -201,6 +209,7 @@ def main():
     p.add_argument("--mode", default="normal")
     p.add_argument("--cert")
     p.add_argument("--key")
+    p.add_argument("--save-dir", help="write each message to N.eml here")
     args = p.parse_args()
     srv = Server(("127.0.0.1", 0), Handler)
     srv.args = args
