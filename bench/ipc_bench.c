@@ -280,6 +280,24 @@ static int report(struct line r[3][2][2], const struct line *inproc)
     return fail;
 }
 
+/* The engine's own view: how it batched, and its time per batch. */
+static void print_engine_stats(const struct bench *b)
+{
+    struct eng_stats st;
+    struct eng_sync *s;
+
+    if (eng_sync_open(b->sock[2], 2000, &s) < 0 || eng_sync_stats(s, &st) < 0)
+        die("cannot read the engine's stats");
+    printf("engine stats: %llu requests in %llu batches (%.1f per batch), "
+           "%llu errors; time in the engine per request p50 %llu us, "
+           "p99 %llu us\n",
+           (unsigned long long)st.requests, (unsigned long long)st.batches,
+           st.batches ? (double)st.requests / (double)st.batches : 0.0,
+           (unsigned long long)st.errors, (unsigned long long)st.latency_p50_us,
+           (unsigned long long)st.latency_p99_us);
+    eng_sync_close(s);
+}
+
 /* Reads the flags and makes the temporary folder and its paths. */
 static void setup(struct bench *b, int argc, char **argv)
 {
@@ -353,6 +371,7 @@ int main(int argc, char **argv)
     print_line("in-process", 1, "-", &inproc);
     run_table(&b, r);
     fail = report(r, &inproc);
+    print_engine_stats(&b);
 
     for (int k = 0; k < 3; k++) {
         kill(b.pid[k], k == 2 ? SIGTERM : SIGKILL);
