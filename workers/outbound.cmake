@@ -30,3 +30,7 @@ if(TLSGATE_FUZZ)
                          -fsanitize=fuzzer,address)
   target_link_options(fuzz_smtpout_reply PRIVATE -fsanitize=fuzzer,address)
 endif()
+
+# tlsgate-queue: list, show, retry and delete queued messages.
+add_executable(tlsgate-queue ${OUT_DIR}/queue_tool.c)
+target_link_libraries(tlsgate-queue PRIVATE tlsgate_queue PkgConfig::JANSSON)

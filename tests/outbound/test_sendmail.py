@@ -6,7 +6,9 @@ that result (CRLF lines, synced records). No engine is needed.
 
 usage: test_sendmail.py BINDIR
 """
+import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -115,6 +117,43 @@ def test_bad_input(env):
     check(os.listdir(env.path("queue", "tmp")) == [], "tmp/ not empty")
 
 
+def queue_tool(env, *args):
+    r = subprocess.run([env.bin("tlsgate-queue"), "--state-dir", env.dir] +
+                       list(args), capture_output=True, text=True,
+                       timeout=30)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_queue_tool(env):
+    ids = env.queue_ids()
+    rc, out, err = queue_tool(env, "list", "--json")
+    check(rc == 0, "list: " + err)
+    doc = json.loads(out)
+    check(doc["count"] == len(ids), "list count")
+    check([m["id"] for m in doc["messages"]] == sorted(ids), "list order")
+    rc, out, err = queue_tool(env, "show", ids[0], "--json")
+    check(rc == 0, "show: " + err)
+    doc = json.loads(out)
+    check(doc["id"] == ids[0] and doc["recipients"][0]["status"] ==
+          "pending" and "history" in doc, "show --json: " + out)
+    rc, out, _ = queue_tool(env, "list")
+    check(rc == 0 and ids[0] in out, "text list")
+    rc, out, _ = queue_tool(env, "retry", ids[0])
+    check(rc == 0 and "due now" in out, "retry: " + out)
+    rc, out, _ = queue_tool(env, "show", ids[0])
+    check("operator retry-now" in out, "retry not in history: " + out)
+    rc, out, _ = queue_tool(env, "delete", ids[0])
+    check(rc == 0 and ids[0] not in env.queue_ids(), "delete")
+    check(not os.path.exists(env.path("queue", "msg", ids[0])),
+          "body left after delete")
+    rc, _, err = queue_tool(env, "show", ids[0])
+    check(rc == 66 and err, "show of a deleted message: %d" % rc)
+    rc, _, err = queue_tool(env, "show", "../../etc/passwd")
+    check(rc == 66, "a path as id must be refused")
+    rc, _, _ = queue_tool(env, "frobnicate")
+    check(rc == 64, "unknown command")
+
+
 def main():
     env = Env(sys.argv[1], "sendmail")
     ok = False
@@ -124,6 +163,7 @@ def main():
         test_dot_ends_and_tenant_from(env)
         test_extract(env)
         test_bad_input(env)
+        test_queue_tool(env)
         ok = True
         print("ok")
     except Failure as e:
