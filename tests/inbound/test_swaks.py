@@ -2,6 +2,7 @@
 """swaks against a real tlsgate-smtpin + tlsgate-engine: one group of
 cases per run (argv: BINDIR CASE). Replies and stored messages are
 checked; nothing here needs a person to read the output."""
+import os
 import re
 import subprocess
 import sys
@@ -164,6 +165,25 @@ def case_events(gw):
                  "rejected", "allowlist:not-trusted", "no-mailbox",
                  "sender.example", "client.test[127.0.0.1]"):
         check(what in dump, "%r not in the events store" % what)
+
+
+def case_disk_error(gw):
+    """A Maildir that cannot be made: 451 4.3.0 at DATA, nothing written
+    through a symbolic link, other mailboxes unaffected."""
+    gw.start_receiver()
+    os.makedirs(gw.path("mail", "acme"))
+    open(gw.path("mail", "acme", "gm"), "w").write("not a folder\n")
+    outside = gw.path("outside")
+    os.makedirs(outside)
+    os.symlink(outside, gw.path("mail", "acme", "hr"))
+    for rcpt in (ACCEPT, ACCEPT2):
+        rc, t = swaks(gw, "--to", rcpt, "--from", SENDER)
+        expect(t, "451 4.3.0", "unusable Maildir for %s" % rcpt)
+    check(os.listdir(outside) == [], "nothing made through the link")
+    check(re.search(r"maildir_error dir=acme/gm error=", gw.logs()),
+          "the error is logged")
+    rc, t = swaks(gw, "--to", TLSREQ, "--from", SENDER, "--tls")
+    expect(t, "250 2.0.0 Ok", "another mailbox still works")
 
 
 CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
