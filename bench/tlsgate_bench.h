@@ -107,6 +107,7 @@ struct bench_slot {
     int events;   /* events the poll handle watches */
     gnutls_session_t tls;
     gnutls_datum_t ticket; /* from this slot's last session */
+    bool new_ticket;       /* this session received a NewSessionTicket */
     int step;              /* index into the mode's step list */
     bool sent;             /* the current step's command went out */
     bool held;             /* idling at the hold point */

@@ -408,6 +408,18 @@ static int step_handshake(struct bench_slot *s)
     return 1;
 }
 
+/* Notes that the server sent a ticket in this session (TLS 1.3 servers
+ * need not send one after a resumption; the old one is kept then). */
+static int on_ticket(gnutls_session_t tls, unsigned htype, unsigned when,
+                     unsigned incoming, const gnutls_datum_t *msg)
+{
+    struct bench_slot *s = gnutls_session_get_ptr(tls);
+
+    if (incoming)
+        s->new_ticket = true;
+    return 0;
+}
+
 /* Starts TLS on the socket, resuming from the slot's last ticket. */
 static int tls_begin(struct bench_slot *s)
 {
@@ -422,6 +434,11 @@ static int tls_begin(struct bench_slot *s)
     if (r->o.resume && s->ticket.data)
         gnutls_session_set_data(s->tls, s->ticket.data, s->ticket.size);
     gnutls_transport_set_int(s->tls, s->fd);
+    gnutls_session_set_ptr(s->tls, s);
+    s->new_ticket = false;
+    gnutls_handshake_set_hook_function(s->tls,
+                                       GNUTLS_HANDSHAKE_NEW_SESSION_TICKET,
+                                       GNUTLS_HOOK_POST, on_ticket);
     return 0;
 }
 
@@ -430,7 +447,7 @@ static void keep_ticket(struct bench_slot *s)
 {
     gnutls_datum_t d = {NULL, 0};
 
-    if (!s->run->o.resume || !s->tls)
+    if (!s->run->o.resume || !s->tls || !s->new_ticket)
         return;
     if (gnutls_session_get_data2(s->tls, &d) < 0 || d.size == 0) {
         gnutls_free(d.data);
