@@ -583,12 +583,30 @@ static void session_greet(struct smtpin_session *s)
     session_read_update(s);
 }
 
+static void on_dropped(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Out of memory: accept and close at once, or libuv stops accepting. */
+static void drop_connection(struct smtpin_server *srv, uv_stream_t *listener)
+{
+    uv_tcp_t *tcp = malloc(sizeof(*tcp));
+
+    if (!tcp)
+        return;
+    uv_tcp_init(srv->loop, tcp);
+    uv_accept(listener, (uv_stream_t *)tcp);
+    uv_close((uv_handle_t *)tcp, on_dropped);
+}
+
 void smtpin_accept(struct smtpin_server *srv, uv_stream_t *listener)
 {
     struct smtpin_session *s = session_new(srv);
 
     if (!s) {
         log_err("id=- smtpin accept error=\"out of memory\"");
+        drop_connection(srv, listener);
         return;
     }
     if (uv_accept(listener, (uv_stream_t *)&s->tcp) != 0) {
