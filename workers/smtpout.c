@@ -249,10 +249,8 @@ static void on_decision(void *ctx, int err, const struct outbound_decision *d)
                             "550 5.1.3 bad recipient address syntax", NULL,
                             NULL);
     else {
-        snprintf(why, sizeof(why), "451 4.3.0 %s (%s)",
-                 engine_down(err) ? "policy engine unavailable"
-                                  : "tenant not found",
-                 ipc_strerror(err));
+        snprintf(why, sizeof(why), "451 4.3.0 policy lookup failed: %s",
+                 engine_down(err) ? ipc_strerror(err) : "tenant not found");
         smtpout_rcpt_result(r->m, r->idx, RES_DEFER, why, NULL, NULL);
     }
     ask_done(r);
