@@ -13,6 +13,9 @@
  * below -100, so they never clash). ipc_strerror() names any of them.
  * Workers treat any error other than STORE_ENOTFOUND and STORE_EINVAL as
  * "engine unavailable" (inbound 451 4.3.0, outbound defer).
+ *
+ * A process using either client must ignore SIGPIPE: writing to an engine
+ * that has just died would otherwise kill it.
  */
 #ifndef TLSGATE_ENGINE_CLIENT_H
 #define TLSGATE_ENGINE_CLIENT_H
