@@ -79,6 +79,8 @@ static void drop_connection(struct eng_client *c, const char *why);
 static void on_defer(uv_timer_t *t);
 static void on_timer(uv_timer_t *t);
 static void on_flush(uv_prepare_t *p);
+static int ask(struct eng_client *c, enum ipc_method m, const char *a,
+               const char *b, bool tls, union eng_cb cb, void *ctx);
 
 /* ---- the pending table ---- */
 
@@ -327,8 +329,9 @@ static void on_retry(uv_timer_t *t)
     connect_start(t->data);
 }
 
-/* Connection lost or refused: fail everything in flight, retry later. */
-static void drop_connection(struct eng_client *c, const char *why)
+/* Connection lost, refused or unusable: fails everything in flight with
+ * err, and retries later. */
+static void drop_with(struct eng_client *c, const char *why, int err)
 {
     if (c->state == CS_CONNECTED)
         log_warn("id=engine-client disconnected path=%s reason=%s", c->path,
@@ -342,7 +345,25 @@ static void drop_connection(struct eng_client *c, const char *why)
     uv_timer_start(&c->retry, on_retry, c->backoff_ms, 0);
     c->backoff_ms =
         c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
-    fail_pending(c, IPC_EUNAVAIL);
+    fail_pending(c, err);
+}
+
+static void drop_connection(struct eng_client *c, const char *why)
+{
+    drop_with(c, why, IPC_EUNAVAIL);
+}
+
+/* The answer to the ping sent on every new connection: an engine speaking
+ * another protocol version is treated as one that is not there. */
+static void on_hello(void *ctx, int err, unsigned version, uint64_t gen)
+{
+    struct eng_client *c = ctx;
+
+    if (err || version == IPC_PROTO_VERSION || c->state != CS_CONNECTED)
+        return;
+    log_err("id=engine-client version_mismatch path=%s engine=%u client=%d",
+            c->path, version, IPC_PROTO_VERSION);
+    drop_with(c, "version-mismatch", IPC_EVERSION);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -440,6 +461,7 @@ static void on_connect(uv_connect_t *req, int status)
     log_info("id=engine-client connected path=%s", c->path);
     c->state = CS_CONNECTED;
     c->backoff_ms = BACKOFF_MIN_MS;
+    ask(c, IPC_M_PING, NULL, NULL, false, (union eng_cb){.ping = on_hello}, c);
     uv_prepare_start(&c->flush, on_flush);
 }
 

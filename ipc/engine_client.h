@@ -39,7 +39,7 @@ enum ipc_error {
     IPC_EFULL = -108,     /* a bounded queue is full; item dropped */
     IPC_EMETHOD = -109,   /* the engine does not know the method */
     IPC_ENOSTORE = -110,  /* the engine has no policy store (yet) */
-    IPC_EVERSION = -111,  /* the peer speaks another protocol version */
+    IPC_EVERSION = -111,  /* the engine speaks another protocol version */
 };
 
 /* One short sentence for an enum ipc_error or an enum store_error. */
@@ -76,7 +76,9 @@ struct eng_client;
 /*
  * Creates a client on loop for the engine at socket_path and starts
  * connecting in the background (it never fails because the engine is
- * down: it keeps retrying with a growing delay, up to one second).
+ * down: it keeps retrying with a growing delay, up to one second). On each
+ * new connection it pings the engine; an engine with another protocol
+ * version is dropped (pending calls fail with IPC_EVERSION) and retried.
  * timeout_ms bounds every request (cfg->engine_timeout_ms).
  * Returns 0, IPC_EINVAL (path too long for a Unix socket) or IPC_ENOMEM.
  */

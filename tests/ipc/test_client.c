@@ -24,12 +24,56 @@
 #define N 8
 
 static char dir[64], path[96];
-static int lfd;
+static int lfd = -1;
 
-/* Reads frames from fd until n requests have arrived. */
-static void read_requests(int fd, struct ipc_buf *in, uint32_t *ids,
+/* A fresh listening socket for each test, so that no test accepts a
+ * connection another test's client left in the backlog. */
+static void new_listener(const char *name)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+    if (lfd >= 0) {
+        close(lfd);
+        unlink(path);
+    }
+    snprintf(path, sizeof(path), "%s/%s.sock", dir, name);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+}
+
+/* One connection of the scripted peer. The first ping on it is the
+ * client's hello, answered at once with the given protocol version. */
+struct pconn {
+    int fd;
+    struct ipc_buf in;
+    bool hello_seen;
+    unsigned version;
+};
+
+static void answer_hello(struct pconn *pc, uint32_t id)
+{
+    struct ipc_writer w;
+    struct ipc_buf out;
+
+    ipc_buf_init(&out);
+    ipc_frame_begin(&w, &out);
+    ipc_pack_result(&w, id, 2);
+    ipc_pack_kv_uint(&w, "version", pc->version);
+    ipc_pack_kv_uint(&w, "generation", 1);
+    ipc_frame_end(&w);
+    assert_int_equal(write(pc->fd, out.data, out.len), (ssize_t)out.len);
+    pc->hello_seen = true;
+    ipc_buf_free(&out);
+}
+
+/* Reads frames until n requests (the hello aside) and the hello have
+ * arrived. */
+static void read_requests(struct pconn *pc, uint32_t *ids,
                           char (*rcpt)[IPC_ARG_MAX], int n)
 {
+    struct ipc_buf *in = &pc->in;
     struct ipc_decoder d;
     struct ipc_params p;
     struct ipc_msg m;
@@ -38,20 +82,26 @@ static void read_requests(int fd, struct ipc_buf *in, uint32_t *ids,
     int got = 0;
 
     ipc_decoder_init(&d);
-    while (got < n) {
-        while (got < n && ipc_frame_next(in->data, in->len, &len) == 1) {
+    while (got < n || !pc->hello_seen) {
+        while ((got < n || !pc->hello_seen) &&
+               ipc_frame_next(in->data, in->len, &len) == 1) {
             assert_int_equal(ipc_decode(&d, in->data + IPC_HDR_LEN, len, &m),
                              0);
-            ids[got] = m.id;
-            if (ipc_get_params(m.method, m.params, &p, why, sizeof(why)) == 0)
-                strcpy(rcpt[got], p.b);
-            got++;
+            if (m.method == IPC_M_PING && !pc->hello_seen) {
+                answer_hello(pc, m.id);
+            } else {
+                ids[got] = m.id;
+                if (ipc_get_params(m.method, m.params, &p, why, sizeof(why)) ==
+                    0)
+                    strcpy(rcpt[got], p.b);
+                got++;
+            }
             ipc_buf_consume(in, IPC_HDR_LEN + len);
         }
-        if (got == n)
+        if (got == n && pc->hello_seen)
             break;
         ipc_buf_reserve(in, 4096);
-        ssize_t r = read(fd, in->data + in->len, in->cap - in->len);
+        ssize_t r = read(pc->fd, in->data + in->len, in->cap - in->len);
         assert_true(r > 0);
         in->len += (size_t)r;
     }
@@ -73,15 +123,15 @@ static void trickle(int fd, const struct ipc_buf *b)
 static void *peer(void *arg)
 {
     struct outbound_decision d = {.level = TLS_MAY, .generation = 11};
+    struct pconn pc = {.fd = accept(lfd, NULL, NULL), .version = 1};
     char rcpt[N][IPC_ARG_MAX];
-    struct ipc_buf in, out;
+    struct ipc_buf out;
     struct ipc_writer w;
     uint32_t ids[N];
-    int fd = accept(lfd, NULL, NULL);
 
-    ipc_buf_init(&in);
+    ipc_buf_init(&pc.in);
     ipc_buf_init(&out);
-    read_requests(fd, &in, ids, rcpt, N);
+    read_requests(&pc, ids, rcpt, N);
 
     /* An answer for an id nobody asked, then all in reverse order. */
     ipc_frame_begin(&w, &out);
@@ -93,23 +143,38 @@ static void *peer(void *arg)
         ipc_pack_outbound(&w, ids[i], &d);
         ipc_frame_end(&w);
     }
-    trickle(fd, &out);
+    trickle(pc.fd, &out);
 
     /* One request answered with an error. */
-    read_requests(fd, &in, ids, rcpt, 1);
+    read_requests(&pc, ids, rcpt, 1);
     out.len = 0;
     ipc_frame_begin(&w, &out);
     ipc_pack_error(&w, ids[0], STORE_ENOTFOUND, "not found", 12);
     ipc_frame_end(&w);
-    trickle(fd, &out);
+    trickle(pc.fd, &out);
 
     /* One request answered with a broken frame: the client must drop. */
-    read_requests(fd, &in, ids, rcpt, 1);
-    assert_int_equal(write(fd, "\xff\xff\xff\xff", 4), 4);
+    read_requests(&pc, ids, rcpt, 1);
+    assert_int_equal(write(pc.fd, "\xff\xff\xff\xff", 4), 4);
     sleep(1);
-    close(fd);
-    ipc_buf_free(&in);
+    close(pc.fd);
+    ipc_buf_free(&pc.in);
     ipc_buf_free(&out);
+    return NULL;
+}
+
+/* A peer of protocol version 99: answers only the hello. */
+static void *peer_v99(void *arg)
+{
+    struct pconn pc = {.fd = accept(lfd, NULL, NULL), .version = 99};
+    char rcpt[1][IPC_ARG_MAX];
+    uint32_t ids[1];
+
+    ipc_buf_init(&pc.in);
+    read_requests(&pc, ids, rcpt, 1);
+    sleep(1);
+    close(pc.fd);
+    ipc_buf_free(&pc.in);
     return NULL;
 }
 
@@ -160,6 +225,7 @@ static void test_out_of_order_and_errors(void **state)
     pthread_t th;
     char rcpt[64];
 
+    new_listener("peer");
     pthread_create(&th, NULL, peer, NULL);
     uv_loop_init(&loop);
     assert_int_equal(eng_client_open(&loop, path, 4000, &c), 0);
@@ -202,6 +268,7 @@ static void test_bad_arguments(void **state)
     struct eng_client *c;
     uv_loop_t loop;
 
+    new_listener("args");
     memset(big, 'a', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
     uv_loop_init(&loop);
@@ -245,14 +312,36 @@ static void test_event_queue_bound(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void test_version_mismatch(void **state)
+{
+    struct result r = {0};
+    struct eng_client *c;
+    uv_loop_t loop;
+    pthread_t th;
+
+    new_listener("v99");
+    pthread_create(&th, NULL, peer_v99, NULL);
+    uv_loop_init(&loop);
+    assert_int_equal(eng_client_open(&loop, path, 4000, &c), 0);
+    assert_int_equal(
+        eng_ask_outbound(c, "acme", "v@x.example", on_outbound, &r), 0);
+    run_until(&loop, &r, 1);
+    assert_int_equal(r.err, IPC_EVERSION);
+    assert_false(eng_client_connected(c));
+    eng_client_close(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    pthread_join(th, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_out_of_order_and_errors),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_event_queue_bound),
+        cmocka_unit_test(test_version_mismatch),
     };
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     const char *tmp = getenv("TMPDIR");
     int rc;
 
@@ -260,14 +349,11 @@ int main(void)
              tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(dir))
         return 1;
-    snprintf(path, sizeof(path), "%s/peer.sock", dir);
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 8))
-        return 1;
     rc = cmocka_run_group_tests(tests, NULL, NULL);
-    close(lfd);
-    unlink(path);
+    if (lfd >= 0) {
+        close(lfd);
+        unlink(path);
+    }
     rmdir(dir);
     return rc;
 }
