@@ -4,6 +4,7 @@ cases per run (argv: BINDIR CASE). Replies and stored messages are
 checked; nothing here needs a person to read the output."""
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -184,6 +185,26 @@ def case_disk_error(gw):
           "the error is logged")
     rc, t = swaks(gw, "--to", TLSREQ, "--from", SENDER, "--tls")
     expect(t, "250 2.0.0 Ok", "another mailbox still works")
+
+
+def case_ipv6(gw):
+    """Both loopback families, as the default inbound_listen has them."""
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        print("no IPv6 loopback: IPv4 only")
+        return
+    gw.start_receiver("--inbound-listen",
+                      "127.0.0.1:%d [::1]:%d" % (gw.port, gw.port))
+    r = subprocess.run(["swaks", "-6", "--server", "::1", "--port",
+                        str(gw.port), "--helo", "client.test", "--to",
+                        ACCEPT, "--from", SENDER, "--tls"],
+                       capture_output=True, text=True, timeout=60)
+    expect(r.stdout, "250 2.0.0 Ok", "delivery over IPv6")
+    rc, t = swaks(gw, "--to", ACCEPT, "--from", SENDER)
+    expect(t, "250 2.0.0 Ok", "delivery over IPv4")
+    heads = [header_block(m) for m in gw.wait_messages(ACCEPT, 2)]
+    check(any("from client.test ([IPv6:::1])" in h for h in heads), heads)
 
 
 CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
