@@ -28,9 +28,9 @@ static int parse_entry(const char *word, size_t len, const char *name)
     char *end;
     long fd;
 
-    if (len <= nlen + 1 || strncmp(word, name, nlen) != 0 || word[nlen] != '=')
+    if (len <= nlen || strncmp(word, name, nlen) != 0 || word[nlen] != '=')
         return -2; /* another name: not ours */
-    if (len - nlen - 1 >= sizeof(num))
+    if (len == nlen + 1 || len - nlen - 1 >= sizeof(num))
         return -1;
     memcpy(num, word + nlen + 1, len - nlen - 1);
     num[len - nlen - 1] = '\0';
@@ -96,6 +96,14 @@ static int split_addr(const char *text, char *host, size_t hn, char *port,
     return 0;
 }
 
+/* True for a decimal port number from 0 to 65535. */
+static int valid_port(const char *port)
+{
+    size_t len = strspn(port, "0123456789");
+
+    return len > 0 && len <= 5 && port[len] == '\0' && atol(port) <= 65535;
+}
+
 int sup_parse_addr(const char *text, void *ss, unsigned *len, char *err,
                    size_t errlen)
 {
@@ -107,13 +115,18 @@ int sup_parse_addr(const char *text, void *ss, unsigned *len, char *err,
         snprintf(err, errlen, "%s: not HOST:PORT or [IPV6]:PORT", text);
         return -1;
     }
+    if (!valid_port(port)) {
+        snprintf(err, errlen, "%s: port is not a number from 0 to 65535", text);
+        return -1;
+    }
     if (strcmp(host, "*") == 0)
         strcpy(host, "0.0.0.0");
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
     hints.ai_socktype = SOCK_STREAM;
     rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
-        snprintf(err, errlen, "%s: %s", text, gai_strerror(rc));
+        snprintf(err, errlen, "%s: not a numeric IPv4 or [IPv6] address (%s)",
+                 text, gai_strerror(rc));
         return -1;
     }
     memcpy(ss, res->ai_addr, res->ai_addrlen);
