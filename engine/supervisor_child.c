@@ -54,12 +54,13 @@ int sup_children_init(struct sup *s)
     return 0;
 }
 
-/* In the forked child: signals back to default, fds in place, exec. Only
+/* In the forked child: own process group, SIGTERM when the supervisor
+ * dies, signals reset, listeners at 3.., other fds closed, exec. Only
  * async-signal-safe calls from here on. */
 static void exec_child(const struct sup *s, const struct sup_role_state *rs,
                        pid_t parent)
 {
-    static const char msg[] = "tlsgated: exec of a child failed\n";
+    const char *why;
     sigset_t all;
     char *argv0 = (char *)rs->path;
 
@@ -81,7 +82,12 @@ static void exec_child(const struct sup *s, const struct sup_role_state *rs,
 
     s->args[0] = argv0;
     execve(rs->path, s->args, rs->envp);
-    (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    why = strerrorname_np(errno);
+    (void)!write(STDERR_FILENO, "tlsgated: cannot run ", 21);
+    (void)!write(STDERR_FILENO, rs->path, strlen(rs->path));
+    (void)!write(STDERR_FILENO, ": ", 2);
+    (void)!write(STDERR_FILENO, why ? why : "error", why ? strlen(why) : 5);
+    (void)!write(STDERR_FILENO, "\n", 1);
     _exit(127);
 }
 
@@ -102,10 +108,11 @@ static void start_child(struct sup_child *c)
     sigprocmask(SIG_SETMASK, &old, NULL);
 
     c->restart_pending = 0;
+    uv_update_time(s->loop);
     c->started_ms = uv_now(s->loop);
     if (pid < 0) {
         log_err("id=%s.%u start_failed error=%s", rs->name, c->index,
-                strerror(errno));
+                strerrorname_np(errno));
         c->pid = 0;
         schedule_restart(c, 0);
         return;
@@ -160,10 +167,12 @@ static struct sup_child *find_child(struct sup *s, pid_t pid)
  * Any end while running is unexpected, exit 0 included. */
 static void child_ended(struct sup *s, struct sup_child *c, int status)
 {
-    uint64_t ran_ms = uv_now(s->loop) - c->started_ms;
+    uint64_t ran_ms;
     char why[96];
     pid_t pid = c->pid;
 
+    uv_update_time(s->loop);
+    ran_ms = uv_now(s->loop) - c->started_ms;
     describe_status(status, why, sizeof(why));
     c->pid = 0;
     if (s->stopping) {

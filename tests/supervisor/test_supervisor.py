@@ -377,6 +377,24 @@ def test_refuse(opts, work, gates):
     check(rc == 0, "tlsgated exit status %d" % rc)
     g.check_all_gone()
 
+    # A child that cannot be run is logged and retried with the back-off.
+    broken = os.path.join(work, "broken")
+    os.makedirs(broken)
+    with open(os.path.join(broken, "tlsgate-engine"), "w") as f:
+        f.write("#!/nonexistent/interpreter\n")
+    os.chmod(os.path.join(broken, "tlsgate-engine"), 0o755)
+    b = Gate(opts, work, "broken", ["--roles", "engine", "--libexec-dir",
+                                    broken], libexec=False)
+    gates.append(b)
+    b.start()
+    b.wait_lines(r"cannot run \S+/tlsgate-engine: ENOENT", 2, timeout=5)
+    b.wait_lines(r"id=engine\.0 child_died pid=\d+ status=exit "
+                        r"code=127 ran_ms=\d+", 2, timeout=5)
+    check(len(b.lines(r"restart_scheduled delay_ms=1000")) == 1,
+          "no back-off for a child that cannot run")
+    check(b.stop() == 0, "tlsgated exit status")
+    b.check_all_gone()
+
     conf = os.path.join(work, "bad.conf")
     with open(conf, "w") as f:
         f.write("# settings\nhostname = gw.example\nmax_recipients = many\n")
