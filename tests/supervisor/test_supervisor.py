@@ -389,7 +389,7 @@ def test_refuse(opts, work, gates):
     b.start()
     b.wait_lines(r"cannot run \S+/tlsgate-engine: ENOENT", 2, timeout=5)
     b.wait_lines(r"id=engine\.0 child_died pid=\d+ status=exit "
-                        r"code=127 ran_ms=\d+", 2, timeout=5)
+                 r"code=127 ran_ms=\d+", 2, timeout=5)
     check(len(b.lines(r"restart_scheduled delay_ms=1000")) == 1,
           "no back-off for a child that cannot run")
     check(b.stop() == 0, "tlsgated exit status")
