@@ -472,8 +472,10 @@ def test_docs(opts, work, gates):
         doc = f.read()
     check(out.startswith("| key |"), "unexpected table output")
     check(doc.endswith(out),
-          "docs/config.md is not the table tlsgated prints: run "
-          "build/bin/tlsgated --print-config-docs and paste it at the end")
+          "docs/config.md is not the table tlsgated prints; regenerate it "
+          "from the top of the tree with: { sed '/^| key |/,$d' "
+          "docs/config.md; BUILD/bin/tlsgated --print-config-docs; } "
+          ">docs/config.md.new && mv docs/config.md.new docs/config.md")
 
 
 TESTS = {"pool": test_pool, "restart": test_restart, "grace": test_grace,
