@@ -296,6 +296,7 @@ int main(int argc, char **argv)
 
     if (parse(argc, argv) != 0 || tls_setup() != 0)
         return 2;
+    signal(SIGPIPE, SIG_IGN);
     L.lfd = listen_loopback();
     if (L.lfd < 0)
         return 1;

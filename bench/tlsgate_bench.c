@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -445,6 +446,7 @@ int main(int argc, char **argv)
     if (r.o.hold > 0 && r.o.concurrency < r.o.sessions)
         r.o.concurrency = (unsigned)r.o.sessions; /* all open at once */
     raise_nofile(r.o.concurrency);
+    signal(SIGPIPE, SIG_IGN); /* a peer that closes must not kill us */
     if (gnutls_global_init() < 0 ||
         (r.o.mode != MODE_LOOKUP && bench_sess_setup(&r) != 0))
         return 1;
