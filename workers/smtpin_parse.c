@@ -304,60 +304,63 @@ static void data_count(struct smtpin_data *d)
         d->too_long = true;
 }
 
+/* One wire byte: 0 to go on, 1 at the end of the data, -1 for a bare CR
+ * or LF. */
+static int data_byte(struct smtpin_data *d, char c, char *out, size_t *o)
+{
+    data_count(d);
+    switch (d->state) {
+    case DS_BOL:
+    case DS_MID:
+        if (c == '\n')
+            return -1;
+        if (c == '.' && d->state == DS_BOL)
+            d->state = DS_DOT;
+        else if (c == '\r')
+            d->state = DS_CR;
+        else
+            data_emit(d, c, out, o);
+        if (d->state == DS_BOL)
+            d->state = DS_MID; /* an ordinary first byte */
+        return 0;
+    case DS_DOT:
+        if (c == '\n')
+            return -1;
+        if (c == '\r') {
+            d->state = DS_DOT_CR;
+            return 0;
+        }
+        data_emit(d, c, out, o); /* the stuffed dot is dropped */
+        d->state = DS_MID;
+        return 0;
+    case DS_DOT_CR:
+        return c == '\n' ? 1 : -1;
+    default: /* DS_CR */
+        if (c != '\n')
+            return -1;
+        data_emit(d, '\n', out, o);
+        d->state = DS_BOL;
+        d->line_len = 0;
+        return 0;
+    }
+}
+
 enum smtpin_data_status smtpin_data_feed(struct smtpin_data *d, const char *in,
                                          size_t len, char *out, size_t *outlen,
                                          size_t *used)
 {
-    size_t o = 0, i;
+    size_t o = 0;
 
-    for (i = 0; i < len; i++) {
-        char c = in[i];
+    for (size_t i = 0; i < len; i++) {
+        int r = data_byte(d, in[i], out, &o);
 
-        data_count(d);
-        switch (d->state) {
-        case DS_BOL:
-        case DS_MID:
-            if (c == '.' && d->state == DS_BOL) {
-                d->state = DS_DOT;
-            } else if (c == '\r') {
-                d->state = DS_CR;
-            } else if (c == '\n') {
-                goto bare;
-            } else {
-                data_emit(d, c, out, &o);
-                d->state = DS_MID;
-            }
-            break;
-        case DS_DOT:
-            if (c == '\r') {
-                d->state = DS_DOT_CR;
-            } else if (c == '\n') {
-                goto bare;
-            } else {
-                data_emit(d, c, out, &o); /* the stuffed dot is dropped */
-                d->state = DS_MID;
-            }
-            break;
-        case DS_DOT_CR:
-            if (c != '\n')
-                goto bare;
+        if (r != 0) {
             *outlen = o;
             *used = i + 1;
-            return SD_END;
-        case DS_CR:
-            if (c != '\n')
-                goto bare;
-            data_emit(d, '\n', out, &o);
-            d->state = DS_BOL;
-            d->line_len = 0;
-            break;
+            return r > 0 ? SD_END : SD_BARE;
         }
     }
     *outlen = o;
-    *used = i;
+    *used = len;
     return SD_MORE;
-bare:
-    *outlen = o;
-    *used = i + 1;
-    return SD_BARE;
 }
