@@ -458,8 +458,8 @@ static bool next_address(struct smtpout_conn *c)
 }
 
 /* Setup of this address failed (c->fail_reply says why): tries the next
- * address, else fails the waiting jobs when no other connection is left
- * to serve them, and closes. Never falls back to plaintext. */
+ * address, else fails the waiting jobs and closes. Never falls back to
+ * plaintext. */
 static void conn_setup_failed(struct smtpout_conn *c)
 {
     struct smtpout_dest *d = c->dest;
@@ -474,9 +474,11 @@ static void conn_setup_failed(struct smtpout_conn *c)
     log_info("id=C%" PRIu64 " connect-failed dest=%s level=%s reply=\"%s\"",
              c->id, d->host[0] ? d->host : d->domain, tls_level_name(d->level),
              c->fail_reply);
-    if (d->nconn == 1)
-        while ((j = pop_job(d)))
-            job_fail(j, c->fail_res, c->fail_reply, c->relay, NULL);
+    /* Every waiting job shares this next hop and level: it would fail
+     * the same way, so it is deferred now rather than retried in a storm
+     * of connections. */
+    while ((j = pop_job(d)))
+        job_fail(j, c->fail_res, c->fail_reply, c->relay, NULL);
     conn_close(c);
 }
 
@@ -687,6 +689,7 @@ static void on_ehlo(struct smtpout_conn *c, const struct smtp_reply *r,
     }
     c->caps = c->state == C_EHLO ? smtpout_ehlo_caps(r, &c->size_limit) : 0;
     if (lvl == TLS_NONE || c->plaintext_only) {
+        c->tinfo.fallback = c->plaintext_only;
         conn_next_job(c);
         return;
     }
@@ -899,6 +902,8 @@ static void on_reply(struct smtpout_conn *c, const struct smtp_reply *r)
 
     uv_timer_stop(&c->timer);
     reply_line(r, line, sizeof(line));
+    log_debug("id=C%" PRIu64 " reply state=%d code=%d lines=%zu", c->id,
+              c->state, r->code, r->nlines);
     sfmt(c->fail_reply, sizeof(c->fail_reply),
          "451 4.4.2 lost connection with %s after: %s", c->relay, line);
     c->fail_res = RES_DEFER;

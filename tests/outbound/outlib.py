@@ -266,3 +266,25 @@ def expired_cert(dirpath):
                     p("expired.tmpl"), "--outfile", p("expired.pem")],
                    check=True, capture_output=True, timeout=60)
     return (p("expired.pem"), p("expired.key"))
+
+
+def named_cert(dirpath, name, sans):
+    """A leaf certificate for the DNS names sans, signed by the CA of
+    make_certs (which must have run in dirpath). Returns (cert, key)."""
+    def p(n):
+        return os.path.join(dirpath, n)
+
+    subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    p(name + ".key"), "-out", p(name + ".csr"), "-subj",
+                    "/CN=" + sans[0]], check=True, capture_output=True,
+                   timeout=60)
+    with open(p(name + ".ext"), "w") as f:
+        f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n" %
+                ",".join("DNS:" + n for n in sans))
+    subprocess.run(["openssl", "x509", "-req", "-in", p(name + ".csr"),
+                    "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
+                    "-CAcreateserial", "-out", p(name + ".pem"), "-days",
+                    "30", "-extfile", p(name + ".ext")], check=True,
+                   capture_output=True, timeout=60)
+    return (p(name + ".pem"), p(name + ".key"))

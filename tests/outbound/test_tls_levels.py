@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outlib import (Env, Failure, Peer, check, make_certs,  # noqa: E402
-                    wait_for)
+                    named_cert, wait_for)
 
 LEVELS = ["none", "may", "encrypt", "verify", "secure"]
 
@@ -169,7 +169,7 @@ def main():
     ok = False
     try:
         certs, ca = make_certs(env.path())
-        certs["securename"] = make_named(env, "secure.test")
+        certs["securename"] = named_cert(env.path(), "named", ["secure.test"])
         peers = setup(env, cases, certs)
         env.start_engine()
         submit_all(env, cases)
@@ -191,22 +191,6 @@ def main():
     finally:
         env.close(keep=not ok)
     return 0 if ok else 1
-
-
-def make_named(env, name):
-    import subprocess
-    p = env.path
-    subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-                    p("named.key"), "-out", p("named.csr"), "-subj",
-                    "/CN=" + name], check=True, capture_output=True)
-    with open(p("named.ext"), "w") as f:
-        f.write("subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n" % name)
-    subprocess.run(["openssl", "x509", "-req", "-in", p("named.csr"), "-CA",
-                    p("ca.pem"), "-CAkey", p("ca.key"), "-CAcreateserial",
-                    "-out", p("named.pem"), "-days", "30", "-extfile",
-                    p("named.ext")], check=True, capture_output=True)
-    return (p("named.pem"), p("named.key"))
 
 
 if __name__ == "__main__":
