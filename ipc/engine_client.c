@@ -257,19 +257,21 @@ static void handle_closed(uv_handle_t *h)
     }
 }
 
-/* Delivers the deferred failures; when closing, then closes the handles. */
+/* Delivers the deferred failures (those queued by the callbacks wait for
+ * the next turn, so a caller retrying at once cannot spin here); when
+ * closing, then closes the handles. */
 static void on_defer(uv_timer_t *t)
 {
     struct eng_client *c = t->data;
-    struct req *r;
+    struct req *r = c->dhead, *next;
 
-    while ((r = c->dhead)) {
-        c->dhead = r->next;
-        if (!c->dhead)
-            c->dtail = NULL;
+    c->dhead = c->dtail = NULL;
+    for (; r; r = next) {
+        next = r->next;
         deliver(c, r, r->err, NULL);
     }
-    if (c->state == CS_CLOSING && !uv_is_closing((uv_handle_t *)&c->defer)) {
+    if (c->state == CS_CLOSING && !c->dhead &&
+        !uv_is_closing((uv_handle_t *)&c->defer)) {
         uv_close((uv_handle_t *)&c->timer, handle_closed);
         uv_close((uv_handle_t *)&c->retry, handle_closed);
         uv_close((uv_handle_t *)&c->flush, handle_closed);

@@ -312,6 +312,48 @@ static void test_event_queue_bound(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+struct closer {
+    struct eng_client *c;
+    int calls, errs[4];
+};
+
+static void on_outbound_close(void *ctx, int err,
+                              const struct outbound_decision *d)
+{
+    struct closer *k = ctx;
+
+    k->errs[k->calls++ % 4] = err;
+    eng_client_close(k->c); /* the first call closes; later ones no-op */
+}
+
+static void test_close_inside_callback(void **state)
+{
+    struct closer k = {0};
+    struct result first = {0};
+    char nowhere[128];
+    uv_loop_t loop;
+
+    /* No engine: once the first attempt failed, requests fail from a later
+     * loop turn; the first of them closes the client from its callback.
+     * Every callback still runs exactly once and the loop ends. */
+    snprintf(nowhere, sizeof(nowhere), "%s/none.sock", dir);
+    uv_loop_init(&loop);
+    assert_int_equal(eng_client_open(&loop, nowhere, 5000, &k.c), 0);
+    assert_int_equal(
+        eng_ask_outbound(k.c, "acme", "a@x.example", on_outbound, &first), 0);
+    run_until(&loop, &first, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(
+            eng_ask_outbound(k.c, "acme", "b@x.example", on_outbound_close, &k),
+            0);
+    assert_int_equal(k.calls, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(k.calls, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(k.errs[i], IPC_EUNAVAIL);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void test_version_mismatch(void **state)
 {
     struct result r = {0};
@@ -340,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_out_of_order_and_errors),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_event_queue_bound),
+        cmocka_unit_test(test_close_inside_callback),
         cmocka_unit_test(test_version_mismatch),
     };
     const char *tmp = getenv("TMPDIR");
