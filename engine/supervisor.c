@@ -83,28 +83,6 @@ static void print_settings(const struct tg_config *cfg)
     }
 }
 
-/* Maps the log and log_level settings; -1 when either is unknown. */
-static int setup_logging(const struct tg_config *cfg)
-{
-    static const char *const levels[] = {"debug", "info", "warn", "error"};
-    int syslog_on;
-
-    if (strcmp(cfg->log_target, "stderr") == 0)
-        syslog_on = 0;
-    else if (strcmp(cfg->log_target, "syslog") == 0)
-        syslog_on = 1;
-    else
-        return -1;
-    log_init("tlsgated", syslog_on);
-    for (int i = 0; i < 4; i++) {
-        if (strcmp(cfg->log_level, levels[i]) == 0) {
-            log_set_level((enum log_level)i);
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* mkdir -p with mode for the last component and any missing parent. */
 static int make_dir(const char *path, mode_t mode)
 {
@@ -313,16 +291,9 @@ static void prepare_children(struct sup *s)
 {
     struct sup_role_state *in = &s->roles[SUP_INBOUND];
     struct sup_role_state *out = &s->roles[SUP_OUTBOUND];
-    int max = 0;
 
-    for (const struct cfg_key *k = cfg_keys; k->name; k++)
-        max++;
-    s->args = calloc((size_t)max + 2, sizeof(*s->args));
-    if (s->args == NULL)
+    if (sup_make_args(s) < 0)
         log_fatal("id=tlsgated out_of_memory");
-    s->nargs = cfg_to_args(&s->cfg, s->args + 1, max);
-    if (s->nargs < 0)
-        log_fatal("id=tlsgated cfg_to_args_failed");
 
     if (in->wanted && in->present)
         bind_setting("inbound_listen", s->cfg.inbound_listen, in->fds,
@@ -348,17 +319,9 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     sup_children_stop(s);
 }
 
-/* SIGHUP: check the certificate pair, then pass the signal on. */
 static void on_hup(uv_signal_t *h, int signum)
 {
-    struct sup *s = h->data;
-    char err[512], esc[800];
-
-    if (tlsc_ensure_cert(&s->cfg, err, sizeof(err)) < 0)
-        log_err("id=tlsgated cert_error error=%s",
-                log_escape(esc, sizeof(esc), err));
-    log_info("id=tlsgated reload signal=HUP children=%u",
-             sup_children_signal(s, SIGHUP, 1));
+    sup_reload(h->data);
 }
 
 static void on_chld(uv_signal_t *h, int signum)
@@ -397,9 +360,8 @@ static void cleanup(struct sup *s)
             free(rs->envp[i]);
         free(rs->envp);
     }
-    for (int i = 1; s->args && i <= s->nargs; i++)
-        free(s->args[i]);
-    free(s->args);
+    sup_free_args(s);
+    free(s->argv0);
     sup_children_free(s);
     uv_loop_close(s->loop);
     close(s->devnull);
@@ -425,7 +387,7 @@ static void configure(struct sup *s, int argc, char **argv, struct sup_opts *o)
         print_settings(&s->cfg);
         exit(0);
     }
-    if (setup_logging(&s->cfg) < 0) {
+    if (sup_setup_logging(&s->cfg) < 0) {
         fprintf(stderr, "tlsgated: log must be stderr or syslog, log_level "
                         "debug, info, warn or error\n");
         exit(1);
@@ -447,6 +409,12 @@ int main(int argc, char **argv)
     struct sup_opts opts = {0};
     char err[512], esc[800];
 
+    /* Kept for SIGHUP, which reads the settings again the same way. */
+    s->argv0 = calloc((size_t)argc + 1, sizeof(*argv));
+    if (s->argv0 == NULL)
+        log_fatal("id=tlsgated out_of_memory");
+    memcpy(s->argv0, argv, (size_t)argc * sizeof(*argv));
+    s->argc0 = argc;
     configure(s, argc, argv, &opts);
     make_layout(&s->cfg);
     lock_pidfile(s);

@@ -38,6 +38,7 @@ struct sup_child {
     pid_t pid;           /* 0 while not running */
     uint64_t started_ms; /* uv_now() at the last start */
     int restart_pending;
+    int stale; /* started with settings since replaced */
     uv_timer_t restart;
 };
 
@@ -46,8 +47,10 @@ struct sup {
     struct tg_config cfg;
     char bindir[PATH_MAX];
     struct sup_role_state roles[SUP_ROLES];
-    char **args; /* cfg_to_args output, then NULL */
+    char **args; /* [0] program, cfg_to_args output, NULL */
     int nargs;
+    char **argv0; /* the command line, to read the settings again */
+    int argc0;
     int devnull;
     int pidfile_fd;
     char pidfile[PATH_MAX];
@@ -57,6 +60,7 @@ struct sup {
 
     int stopping; /* 0 running, 1 workers stopping, 2 engine */
     int workers_started;
+    struct sup_child *rolling; /* being replaced after a reload */
     uint64_t ready_deadline;
     uv_timer_t ready; /* waits for the engine socket at start */
     uv_timer_t grace; /* shutdown deadline */
@@ -87,7 +91,26 @@ void sup_children_stop(struct sup *s);
 /* Counts running children, all or all but the engine. */
 unsigned sup_children_running(const struct sup *s, int engine_too);
 
+/* Replaces every child, one at a time (SIGTERM, then a start with the
+ * current settings), after a reload changed the settings. */
+void sup_children_roll(struct sup *s);
+
 /* Frees the slots (after the loop has closed their handles). */
 void sup_children_free(struct sup *s);
+
+/* supervisor_reload.c */
+
+/* Applies the log and log_level settings; -1 (nothing changed) when either
+ * is not a known value. */
+int sup_setup_logging(const struct tg_config *cfg);
+
+/* Builds s->args (the children's flags) from s->cfg; -1 out of memory. */
+int sup_make_args(struct sup *s);
+void sup_free_args(struct sup *s);
+
+/* SIGHUP: reads the settings again; when they changed (and can change
+ * without a restart) applies them and replaces the children one by one,
+ * else checks the certificate and passes SIGHUP on to every child. */
+void sup_reload(struct sup *s);
 
 #endif

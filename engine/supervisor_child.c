@@ -16,6 +16,7 @@
 
 static void start_child(struct sup_child *c);
 static void schedule_restart(struct sup_child *c, uint64_t ran_ms);
+static void roll_next(struct sup *s);
 
 /* Restart timer callback. */
 static void on_restart(uv_timer_t *t)
@@ -108,6 +109,7 @@ static void start_child(struct sup_child *c)
     sigprocmask(SIG_SETMASK, &old, NULL);
 
     c->restart_pending = 0;
+    c->stale = 0;
     uv_update_time(s->loop);
     c->started_ms = uv_now(s->loop);
     if (pid < 0) {
@@ -179,6 +181,13 @@ static void child_ended(struct sup *s, struct sup_child *c, int status)
         log_info("id=%s.%u child_stopped pid=%ld %s ran_ms=%llu",
                  s->roles[c->role].name, c->index, (long)pid, why,
                  (unsigned long long)ran_ms);
+        return;
+    }
+    if (c == s->rolling) {
+        log_info("id=%s.%u child_replaced pid=%ld %s", s->roles[c->role].name,
+                 c->index, (long)pid, why);
+        start_child(c);
+        roll_next(s);
         return;
     }
     log_warn("id=%s.%u child_died pid=%ld %s ran_ms=%llu",
@@ -344,6 +353,61 @@ void sup_children_stop(struct sup *s)
     if (s->stopping == 2 && sup_children_running(s, 1) == 0 &&
         !uv_is_closing((uv_handle_t *)&s->grace))
         close_all(s);
+}
+
+/* A child being replaced did not stop within shutdown_grace. */
+static void on_roll_grace(uv_timer_t *t)
+{
+    struct sup *s = t->data;
+
+    if (s->rolling == NULL || s->rolling->pid <= 0)
+        return;
+    log_warn("id=%s.%u grace_expired phase=replace pid=%ld",
+             s->roles[s->rolling->role].name, s->rolling->index,
+             (long)s->rolling->pid);
+    kill(s->rolling->pid, SIGKILL);
+}
+
+/* The next running child still on old settings, workers before the
+ * engine; NULL when none is left. */
+static struct sup_child *next_stale(struct sup *s)
+{
+    for (int engine = 0; engine < 2; engine++)
+        for (unsigned i = 0; i < s->nchildren; i++) {
+            struct sup_child *c = &s->children[i];
+
+            if (c->stale && c->pid > 0 && (c->role == SUP_ENGINE) == engine)
+                return c;
+        }
+    return NULL;
+}
+
+/* Stops the next stale child; child_ended starts it again at once and
+ * calls this again, so one slot at a time is being replaced. */
+static void roll_next(struct sup *s)
+{
+    struct sup_child *c = next_stale(s);
+
+    s->rolling = c;
+    if (c == NULL) {
+        uv_timer_stop(&s->grace);
+        log_info("id=tlsgated rolling_done");
+        return;
+    }
+    log_info("id=%s.%u replacing pid=%ld", s->roles[c->role].name, c->index,
+             (long)c->pid);
+    kill(c->pid, SIGTERM);
+    uv_timer_start(&s->grace, on_roll_grace, s->cfg.shutdown_grace * 1000, 0);
+}
+
+void sup_children_roll(struct sup *s)
+{
+    for (unsigned i = 0; i < s->nchildren; i++)
+        s->children[i].stale = 1;
+    log_info("id=tlsgated rolling_restart children=%u",
+             sup_children_running(s, 1));
+    if (s->rolling == NULL)
+        roll_next(s);
 }
 
 void sup_children_free(struct sup *s)

@@ -110,8 +110,9 @@ int main(int argc, char **argv)
         fds[0] = listen_unix(cfg.engine_socket);
         n = 1;
     }
-    log_info("id=testchild start role=%s fds=%d stray_fds=%d state_dir=%s",
-             role, n, stray, cfg.state_dir);
+    log_info("id=testchild start role=%s fds=%d stray_fds=%d state_dir=%s "
+             "max_errors=%lu",
+             role, n, stray, cfg.state_dir, cfg.max_errors);
     if (n > 0)
         serve(fds, n);
     else

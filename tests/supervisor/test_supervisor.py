@@ -305,6 +305,60 @@ def test_restart(opts, work, gates):
     g.check_all_gone()
 
 
+def test_reload(opts, work, gates):
+    """SIGHUP reads the settings again: unchanged, they are passed on as a
+    signal; changed, every child is replaced in turn; wrong or needing a
+    restart, they are refused and the children keep running."""
+    make_libexec(opts, work)
+    inport, subport = free_port(both=True), free_port()
+    conf = os.path.join(work, "tlsgate.conf")
+
+    def write_conf(text):
+        with open(conf, "w") as f:
+            f.write("# test settings\nshutdown_grace = 5\n"
+                    "inbound_workers = 2\noutbound_workers = 1\n" + text)
+
+    write_conf("max_errors = 5\n")
+    g = Gate(opts, work, "reload",
+             ["--config", conf] + pool_args(inport, subport))
+    gates.append(g)
+    g.start()
+    first = g.wait_lines(r"testchild start .* max_errors=(\d+)", 4)
+    check(all(m.group(1) == "5" for m in first), "settings not passed")
+
+    g.proc.send_signal(signal.SIGHUP)
+    g.wait_lines(r"reload signal=HUP children=4")
+
+    write_conf("max_errors = 7\n")
+    g.proc.send_signal(signal.SIGHUP)
+    g.wait_lines(r"reload signal=HUP settings_changed=max_errors$")
+    g.wait_lines(r"rolling_done", timeout=20)
+    starts = g.wait_lines(r"testchild start .* max_errors=(\d+)", 8)
+    check([m.group(1) for m in starts] == ["5"] * 4 + ["7"] * 4,
+          "children not replaced with the new settings")
+    order = [m.group(1) for m in g.lines(r"id=(\w+\.\d) replacing pid=")]
+    check(order == ["inbound.0", "inbound.1", "outbound.0", "engine.0"],
+          "replacement order %r" % order)
+    check(not g.lines(r"child_died"), "a child died during the reload")
+    check(read_pid("127.0.0.1", inport) in g.pids("inbound")[2:],
+          "not served by a new receiver")
+
+    for text, want in (
+            ("max_errors = lots\n", r"reload_refused reason=bad_settings "
+             r"error=\S+tlsgate\.conf:\\x20line\\x205:"),
+            ("max_errors = 7\ninbound_workers = 3\n",
+             r"reload_refused setting=inbound_workers reason=needs_restart")):
+        write_conf(text)
+        g.proc.send_signal(signal.SIGHUP)
+        g.wait_lines(want)
+    g.wait_lines(r"reload signal=HUP children=4", 3)
+    check(len(g.lines(r"child_start")) == 8, "children restarted anyway")
+
+    rc = g.stop()
+    check(rc == 0, "tlsgated exit status %d" % rc)
+    g.check_all_gone()
+
+
 def test_grace(opts, work, gates):
     """Children that ignore SIGTERM are killed after shutdown_grace; a
     second stop signal kills at once."""
@@ -479,6 +533,7 @@ def test_docs(opts, work, gates):
 
 
 TESTS = {"pool": test_pool, "restart": test_restart, "grace": test_grace,
+         "reload": test_reload,
          "refuse": test_refuse, "engine": test_engine, "docs": test_docs}
 
 
