@@ -465,7 +465,7 @@ int queue_remove(struct queue *q, const char *id)
 
 /* Removes msg/<id> files that have no status record and are old enough
  * that no submission can still be writing it. */
-static void sweep_orphans(struct queue *q)
+void queue_sweep(struct queue *q)
 {
     int fd = dup(q->msg_fd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -508,8 +508,6 @@ int queue_foreach(struct queue *q, int (*cb)(const char *id, void *ctx),
         if (queue_id_ok(e->d_name))
             rc = cb(e->d_name, ctx);
     closedir(d);
-    if (rc == 0)
-        sweep_orphans(q);
     return rc;
 }
 

@@ -99,10 +99,13 @@ void queue_unlock(int fd);
 int queue_remove(struct queue *q, const char *id);
 
 /* Calls cb for each message id in env/ (unsorted); stops when cb returns
- * non-zero and returns that value. Also removes bodies left without a
- * status record by a crash during submission (older than an hour). */
+ * non-zero and returns that value; QUEUE_EIO when env/ is unreadable. */
 int queue_foreach(struct queue *q, int (*cb)(const char *id, void *ctx),
                   void *ctx);
+
+/* Removes bodies left without a status record by a crash during
+ * submission, once they are an hour old (no submission is that slow). */
+void queue_sweep(struct queue *q);
 
 /* Delay before retry number attempts (>= 1): retry_min doubled per
  * attempt, at most retry_max. */

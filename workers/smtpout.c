@@ -428,8 +428,11 @@ static void on_scan(uv_timer_t *t)
 {
     struct smtpout *so = t->data;
 
-    if (!so->stopping)
-        queue_foreach(so->q, consider, so);
+    if (so->stopping)
+        return;
+    queue_foreach(so->q, consider, so);
+    if (++so->scans % 600 == 1)
+        queue_sweep(so->q);
 }
 
 void smtpout_kick(struct smtpout *so)

@@ -83,6 +83,7 @@ struct smtpout {
     bool stopping;
     bool closed; /* handles closed, the loop is ending */
     uint64_t conn_seq;
+    uint64_t scans; /* queue scans so far (orphans swept every 600) */
     struct smtpout_submit *submit;
     uint64_t retry_min_override; /* 0: cfg */
 };
