@@ -117,8 +117,8 @@ static void make_layout(const struct tg_config *cfg)
 
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
         if (make_dir(dirs[i].path, dirs[i].mode) < 0)
-            log_fatal("id=tlsgated mkdir_failed path=%s error=\"%s\"",
-                      dirs[i].path, strerror(errno));
+            log_fatal("id=tlsgated mkdir_failed path=%s error=%s", dirs[i].path,
+                      strerrorname_np(errno));
 }
 
 /* Takes the pid file lock, so one state folder has one supervisor. */
