@@ -43,6 +43,15 @@ struct smtpin_server {
     unsigned long seq;
 };
 
+/* One RCPT lookup in flight; answers are used in command order. */
+struct smtpin_call {
+    struct smtpin_session *s;
+    bool done;
+    int err;
+    struct inbound_decision d;
+    char rcpt[ADDR_MAX + 3];
+};
+
 /* One recipient that got 250: accepted or to be discarded. */
 struct smtpin_rcpt {
     char address[ADDR_MAX + 3];
@@ -51,7 +60,7 @@ struct smtpin_rcpt {
 
 enum smtpin_mode {
     SM_CMD,       /* reading commands */
-    SM_ENGINE,    /* waiting for the engine's answer to a RCPT */
+    SM_ENGINE,    /* RCPT lookups in flight; only more RCPTs may run */
     SM_HANDSHAKE, /* TLS handshake after STARTTLS */
     SM_DATA,      /* reading message data */
     SM_DISK,      /* the message is being synced on a work thread */
@@ -87,6 +96,8 @@ struct smtpin_session {
     char msgid[40];
     struct smtpin_rcpt *rcpts;
     size_t nrcpts, rcpts_cap;
+    struct smtpin_call **calls; /* lookups in flight, in command order */
+    size_t ncalls, calls_cap;
     unsigned errors;
     unsigned messages;
 
@@ -145,6 +156,14 @@ size_t smtpin_out_pending(const struct smtpin_session *s);
 
 /* Runs one command line; may pause the session (engine, TLS). */
 void smtpin_command(struct smtpin_session *s, const char *line, size_t len);
+
+/* While lookups are in flight: true when line is a RCPT that may be asked
+ * at once (well-formed, under max_recipients counting those in flight);
+ * anything else waits until every answer is in. */
+bool smtpin_rcpt_joins(struct smtpin_session *s, const char *line, size_t len);
+
+/* Frees the lookups a closed session still holds (all answered). */
+void smtpin_calls_free(struct smtpin_session *s);
 
 /* Forgets the envelope (RSET, HELO, after a message). */
 void smtpin_reset_envelope(struct smtpin_session *s);

@@ -152,40 +152,88 @@ static void rcpt_answer(struct smtpin_session *s, const char *rcpt, int err,
     smtpin_reply(s, "%s", reply);
 }
 
-struct rcpt_call {
-    struct smtpin_session *s;
-    char rcpt[ADDR_MAX + 3];
-};
-
-static void on_inbound(void *ctx, int err, const struct inbound_decision *d)
+/* Replies to the answered lookups at the head of the queue, in order;
+ * when none is left the session reads commands again. */
+static void calls_drain(struct smtpin_session *s)
 {
-    struct rcpt_call *call = ctx;
-    struct smtpin_session *s = call->s;
+    size_t n = 0;
 
-    if (!s->torn_down && s->mode == SM_ENGINE) {
-        rcpt_answer(s, call->rcpt, err, d);
+    while (n < s->ncalls && s->calls[n]->done) {
+        struct smtpin_call *c = s->calls[n++];
+
+        rcpt_answer(s, c->rcpt, c->err, c->err ? NULL : &c->d);
+        free(c);
+    }
+    memmove(s->calls, s->calls + n, (s->ncalls - n) * sizeof(*s->calls));
+    s->ncalls -= n;
+    if (s->ncalls == 0) {
         s->mode = SM_CMD;
         smtpin_resume(s);
     }
-    free(call);
+}
+
+static void on_inbound(void *ctx, int err, const struct inbound_decision *d)
+{
+    struct smtpin_call *call = ctx;
+    struct smtpin_session *s = call->s;
+
+    call->done = true;
+    call->err = err;
+    if (err == 0)
+        call->d = *d;
+    if (!s->torn_down && s->mode == SM_ENGINE)
+        calls_drain(s);
     smtpin_session_unref(s);
+}
+
+void smtpin_calls_free(struct smtpin_session *s)
+{
+    for (size_t i = 0; i < s->ncalls; i++)
+        free(s->calls[i]);
+    free(s->calls);
+    s->calls = NULL;
+    s->ncalls = s->calls_cap = 0;
+}
+
+bool smtpin_rcpt_joins(struct smtpin_session *s, const char *line, size_t len)
+{
+    struct smtpin_cmd c;
+
+    return smtpin_parse_cmd(line, len, &c) == SP_OK && c.verb == SV_RCPT &&
+           s->nrcpts + s->ncalls < s->srv->cfg->max_recipients;
+}
+
+/* Queues a lookup; false when it cannot be asked (out of memory). */
+static bool calls_push(struct smtpin_session *s, struct smtpin_call *c)
+{
+    if (s->ncalls == s->calls_cap) {
+        size_t cap = s->calls_cap ? s->calls_cap * 2 : 8;
+        struct smtpin_call **n = realloc(s->calls, cap * sizeof(*n));
+
+        if (!n)
+            return false;
+        s->calls = n;
+        s->calls_cap = cap;
+    }
+    s->calls[s->ncalls++] = c;
+    return true;
 }
 
 static void cmd_rcpt(struct smtpin_session *s, const struct smtpin_cmd *c)
 {
-    struct rcpt_call *call;
+    struct smtpin_call *call;
 
     if (!s->has_mail) {
         smtpin_reply(s, "503 5.5.1 Need MAIL before RCPT");
         smtpin_error(s);
         return;
     }
-    if (s->nrcpts >= s->srv->cfg->max_recipients) {
+    if (s->nrcpts + s->ncalls >= s->srv->cfg->max_recipients) {
         smtpin_reply(s, "452 4.5.3 Too many recipients");
         return;
     }
-    call = malloc(sizeof(*call));
-    if (!call || !s->srv->eng) {
+    call = calloc(1, sizeof(*call));
+    if (!call || !s->srv->eng || !calls_push(s, call)) {
         free(call);
         rcpt_answer(s, c->path.full, IPC_EUNAVAIL, NULL);
         return;
@@ -194,12 +242,18 @@ static void cmd_rcpt(struct smtpin_session *s, const struct smtpin_cmd *c)
     snprintf(call->rcpt, sizeof(call->rcpt), "%s", c->path.full);
     if (eng_ask_inbound(s->srv->eng, s->sender, c->path.full, s->tls_active,
                         on_inbound, call) != 0) {
+        if (s->mode == SM_ENGINE) { /* answered in its turn */
+            call->done = true;
+            call->err = IPC_EUNAVAIL;
+            return;
+        }
+        s->ncalls--; /* nothing else in flight: answer now */
         free(call);
         rcpt_answer(s, c->path.full, IPC_EUNAVAIL, NULL);
         return;
     }
     s->refs++;
-    s->mode = SM_ENGINE; /* replies keep their order: one at a time */
+    s->mode = SM_ENGINE;
 }
 
 static void cmd_data(struct smtpin_session *s)

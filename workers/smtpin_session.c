@@ -301,12 +301,20 @@ static bool session_step(struct smtpin_session *s)
         consume(s, smtpin_data_input(s, s->in, s->in_len));
         return true;
     }
+    if (s->mode == SM_ENGINE && s->discarding)
+        return false;
     st = smtpin_next_line(s->in, s->in_len, s->srv->cfg->max_line_length,
                           &s->discarding, &line, &len, &used);
     if (st == SL_MORE) {
         consume(s, used);
         return false;
     }
+    /* Lookups in flight: only further RCPTs run now (pipelined lookups
+     * overlap); any other line waits for every answer, so replies keep
+     * their order. */
+    if (s->mode == SM_ENGINE &&
+        (st != SL_LINE || !smtpin_rcpt_joins(s, line, len)))
+        return false;
     if (st == SL_TOOLONG) {
         consume(s, used);
         smtpin_reply(s, "500 5.5.2 Line too long");
@@ -327,7 +335,8 @@ static bool session_step(struct smtpin_session *s)
  * writes the replies (one write for a pipelined batch). */
 static void session_run(struct smtpin_session *s)
 {
-    while (s->in_len > 0 && (s->mode == SM_CMD || s->mode == SM_DATA))
+    while (s->in_len > 0 &&
+           (s->mode == SM_CMD || s->mode == SM_DATA || s->mode == SM_ENGINE))
         if (!session_step(s))
             break;
     if (s->mode == SM_CMD || s->mode == SM_DATA || s->mode == SM_CLOSING)
@@ -399,6 +408,7 @@ static void session_free_maybe(struct smtpin_session *s)
     if (s->next)
         s->next->prev = s->prev;
     srv->nsessions--;
+    smtpin_calls_free(s);
     free(s->rcpts);
     free(s->out);
     free(s->in);

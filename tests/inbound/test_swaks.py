@@ -4,6 +4,7 @@ cases per run (argv: BINDIR CASE). Replies and stored messages are
 checked; nothing here needs a person to read the output."""
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -205,6 +206,30 @@ def case_ipv6(gw):
     expect(t, "250 2.0.0 Ok", "delivery over IPv4")
     heads = [header_block(m) for m in gw.wait_messages(ACCEPT, 2)]
     check(any("from client.test ([IPv6:::1])" in h for h in heads), heads)
+
+
+def case_parallel_lookups(gw):
+    """Pipelined RCPTs wait for the engine together, not one by one: with
+    the engine frozen, four lookups time out in about one timeout."""
+    gw.start_receiver("--engine-timeout-ms", "600")
+    s = socket.create_connection(("127.0.0.1", gw.port), 10)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"HELO client.test\r\nMAIL FROM:<a@sender.example>\r\n")
+    f.readline(), f.readline()
+    gw.engine.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.time()
+        s.sendall(b"".join(b"RCPT TO:<%s>\r\n" % a.encode()
+                           for a in (ACCEPT, ACCEPT2, UNKNOWN, TLSREQ)))
+        codes = [f.readline()[:9] for _ in range(4)]
+        took = time.time() - t0
+    finally:
+        gw.engine.send_signal(signal.SIGCONT)
+    s.close()
+    check(codes == [b"451 4.3.0"] * 4, "all unavailable: %r" % codes)
+    print("four lookups: %.2fs" % took)
+    check(took < 1.5, "lookups overlapped (%.2fs for four)" % took)
 
 
 CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
