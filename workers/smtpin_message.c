@@ -43,37 +43,44 @@ void smtpin_event(struct smtpin_session *s, const char *address,
     eng_send_event(s->srv->eng, &ev);
 }
 
-/* Return-Path and Received, as the first lines of the stored message. */
+/* The TLS part of the Received header. */
+static void received_tls(const struct smtpin_session *s, char *buf, size_t n)
+{
+    if (s->tls_active)
+        snprintf(buf, n, "(using %s with cipher %s)", s->tlsrep.protocol,
+                 s->tlsrep.cipher);
+    else
+        snprintf(buf, n, "(without TLS)");
+}
+
+/* Return-Path and Received, as the first lines of the stored message
+ * (each field is bounded, so the buffer always holds them). */
 static void write_headers(struct smtpin_session *s, size_t accepted,
                           const char *for_rcpt)
 {
-    char date[64], hdr[2048];
+    char date[64], tls[160], hdr[4096];
     time_t now = time(NULL);
     struct tm tm;
     int n;
 
     localtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+    received_tls(s, tls, sizeof(tls));
     n = snprintf(hdr, sizeof(hdr),
                  "Return-Path: <%s>\n"
                  "Received: from %s ([%s%s])\n"
-                 "\tby %s (tlsgate) with %s id %s\n",
+                 "\tby %s (tlsgate) with %s id %s\n"
+                 "\t%s\n"
+                 "\t%s%s%s; %s\n",
                  s->sender, s->helo, strchr(s->peer, ':') ? "IPv6:" : "",
                  s->peer, s->srv->cfg->hostname,
                  s->tls_active ? "ESMTPS" : (s->esmtp ? "ESMTP" : "SMTP"),
-                 s->msgid);
-    if (s->tls_active)
-        n += snprintf(hdr + n, sizeof(hdr) - (size_t)n,
-                      "\t(using %s with cipher %s)\n", s->tlsrep.protocol,
-                      s->tlsrep.cipher);
-    else
-        n += snprintf(hdr + n, sizeof(hdr) - (size_t)n, "\t(without TLS)\n");
-    if (accepted == 1)
-        n += snprintf(hdr + n, sizeof(hdr) - (size_t)n, "\tfor <%s>; %s\n",
-                      for_rcpt, date);
-    else
-        n += snprintf(hdr + n, sizeof(hdr) - (size_t)n, "\t; %s\n", date);
-    smtpin_delivery_write(&s->dlv, hdr, strlen(hdr));
+                 s->msgid, tls, accepted == 1 ? "for <" : "",
+                 accepted == 1 ? for_rcpt : "", accepted == 1 ? ">" : "", date);
+    if (n > 0)
+        smtpin_delivery_write(&s->dlv, hdr,
+                              (size_t)n < sizeof(hdr) ? (size_t)n
+                                                      : sizeof(hdr) - 1);
 }
 
 /* Maildirs of the accepted recipients, each once. Returns how many, or -1
