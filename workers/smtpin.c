@@ -120,6 +120,22 @@ static int tls_load(struct smtpin_server *srv, struct tlsio_ctx **out)
     return 0;
 }
 
+static void sweep_work(uv_work_t *w)
+{
+    struct smtpin_server *srv = w->data;
+
+    srv->swept = smtpin_maildir_sweep(srv->cfg->mail_dir, SMTPIN_TMP_MAX_AGE);
+}
+
+static void sweep_done(uv_work_t *w, int status)
+{
+    struct smtpin_server *srv = w->data;
+
+    if (srv->swept > 0)
+        log_info("id=- smtpin tmp_sweep removed=%lu older_than=%ds", srv->swept,
+                 SMTPIN_TMP_MAX_AGE);
+}
+
 static void on_grace(uv_timer_t *t)
 {
     struct smtpin_server *srv = t->data;
@@ -258,6 +274,8 @@ int main(int argc, char **argv)
         log_fatal("id=- smtpin start error=\"engine client\"");
     setup_signals(&srv);
     listen_fds(&srv, fds, n);
+    srv.sweep.data = &srv;
+    uv_queue_work(srv.loop, &srv.sweep, sweep_work, sweep_done);
     log_info("id=- smtpin started standalone=%s hostname=%s mail_dir=%s",
              alone ? "yes" : "no", cfg.hostname, cfg.mail_dir);
 

@@ -36,6 +36,8 @@ struct smtpin_server {
     int nlisteners;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t grace;
+    uv_work_t sweep; /* stale tmp/ files, once at start */
+    unsigned long swept;
     bool stopping;
     bool grace_over;
     unsigned nsessions;

@@ -1,5 +1,6 @@
 #include "smtpin_maildir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 static bool tenant_ok(const char *s, size_t n)
@@ -261,4 +263,61 @@ void smtpin_delivery_free(struct smtpin_delivery *d)
     free(d->dirs);
     d->dirs = NULL;
     d->ndirs = 0;
+}
+
+/* Stale regular files in one tmp/ folder. */
+static unsigned long sweep_tmp(const char *tmp, time_t cutoff)
+{
+    DIR *d = opendir(tmp);
+    struct dirent *e;
+    unsigned long n = 0;
+    char p[PATH_MAX + 256];
+    struct stat st;
+
+    if (!d)
+        return 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", tmp, e->d_name);
+        if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_mtime < cutoff &&
+            unlink(p) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Sweeps root/<tenant>/<local>/tmp: depth 0 is root, 1 a tenant folder
+ * (dot names and symbolic links skipped). */
+static unsigned long each_dir(const char *dir, time_t cutoff, int depth)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    unsigned long n = 0;
+    char p[PATH_MAX];
+    struct stat st;
+
+    if (!d)
+        return 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' ||
+            snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) >= (int)sizeof(p))
+            continue;
+        if (lstat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (depth == 0) {
+            n += each_dir(p, cutoff, 1);
+        } else if (strlen(p) + 5 < sizeof(p)) {
+            strcat(p, "/tmp");
+            n += sweep_tmp(p, cutoff);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+unsigned long smtpin_maildir_sweep(const char *root, long max_age)
+{
+    return each_dir(root, time(NULL) - max_age, 0);
 }

@@ -66,4 +66,14 @@ void smtpin_delivery_abort(struct smtpin_delivery *d);
 /* Frees d's memory (after commit or abort). */
 void smtpin_delivery_free(struct smtpin_delivery *d);
 
+/* Age after which a file left in tmp/ is stale (the Maildir convention). */
+#define SMTPIN_TMP_MAX_AGE (36 * 3600)
+
+/*
+ * Removes files older than max_age seconds from every root/<tenant>/<local>
+ * /tmp/ (left by a receiver that was killed mid-DATA). Blocking: run it on
+ * a work thread. Returns how many files were removed.
+ */
+unsigned long smtpin_maildir_sweep(const char *root, long max_age);
+
 #endif

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "smtpin_maildir.h"
@@ -257,6 +259,18 @@ static void test_delivery(void **state)
     smtpin_delivery_free(&d);
     snprintf(p, sizeof(p), "%s/tmp", dirs[0]);
     assert_int_equal(count_files(p), 0);
+
+    /* a stale tmp file (2 days) goes, a fresh one stays */
+    snprintf(p, sizeof(p), "%s/tmp/old", dirs[1]);
+    fclose(fopen(p, "w"));
+    struct timespec old[2] = {{time(NULL) - 2 * 86400, 0},
+                              {time(NULL) - 2 * 86400, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, p, old, 0), 0);
+    snprintf(p, sizeof(p), "%s/tmp/fresh", dirs[1]);
+    fclose(fopen(p, "w"));
+    assert_int_equal(smtpin_maildir_sweep(root, SMTPIN_TMP_MAX_AGE), 1);
+    snprintf(p, sizeof(p), "%s/tmp", dirs[1]);
+    assert_int_equal(count_files(p), 1);
     snprintf(p, sizeof(p), "rm -rf '%s'", root);
     assert_int_equal(system(p), 0);
 }
