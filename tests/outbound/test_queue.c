@@ -16,7 +16,10 @@ static char dir[64];
 
 static int setup(void **state)
 {
-    snprintf(dir, sizeof(dir), "/tmp/tg-queue-unit-XXXXXX");
+    size_t n = (size_t)snprintf(dir, sizeof(dir), "/tmp/tg-queue-unit-");
+
+    memset(dir + n, 'X', 6); /* the mkdtemp template */
+    dir[n + 6] = '\0';
     return mkdtemp(dir) ? 0 : -1;
 }
 
