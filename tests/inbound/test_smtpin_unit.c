@@ -232,10 +232,11 @@ static int count_files(const char *dir)
 
 static void test_delivery(void **state)
 {
-    char root[] = "/tmp/smtpin-unit-XXXXXX", p[2 * PATH_MAX + 16];
+    char root[64] = "/tmp/smtpin-unit-", p[2 * PATH_MAX + 16];
     char dirs[2][PATH_MAX];
     struct smtpin_delivery d;
 
+    memset(root + strlen(root), 'X', 6); /* the mkdtemp template */
     assert_non_null(mkdtemp(root));
     assert_int_equal(smtpin_maildir_make(root, "acme/gm", dirs[0], PATH_MAX),
                      0);

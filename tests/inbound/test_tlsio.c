@@ -320,9 +320,10 @@ static void close_all(uv_handle_t *h, void *arg)
 
 int main(void)
 {
-    char dir[] = "/tmp/tlsio-test-XXXXXX", cert[PATH_MAX], key[PATH_MAX];
+    char dir[64] = "/tmp/tlsio-test-", cert[PATH_MAX], key[PATH_MAX];
     char cmd[PATH_MAX + 16];
 
+    memset(dir + strlen(dir), 'X', 6); /* the mkdtemp template */
     CHECK(mkdtemp(dir) != NULL);
     snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
     snprintf(key, sizeof(key), "%s/key.pem", dir);
