@@ -16,7 +16,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: tlsgate-bench [--mode starttls|tls|deliver|lookup]\n"
+            "usage: tlsgate-bench [--mode starttls|tls|deliver|lookup|plain]\n"
             "  [--host 127.0.0.1] [--port N] [--concurrency N]\n"
             "  [--sessions N] [--duration S] [--timeout S]\n"
             "  [--resume on|off] [--nodelay on|off] [--cert-type ecdsa|rsa]\n"

@@ -19,7 +19,13 @@
 #include <gnutls/gnutls.h>
 #include <uv.h>
 
-enum bench_mode { MODE_STARTTLS, MODE_TLS, MODE_DELIVER, MODE_LOOKUP };
+enum bench_mode {
+    MODE_STARTTLS,
+    MODE_TLS,
+    MODE_DELIVER,
+    MODE_LOOKUP,
+    MODE_PLAIN /* banner, EHLO, QUIT without TLS: the dialogue's own cost */
+};
 
 /* Latency phases; PH_SESSION is the whole session (or one lookup). */
 enum bench_phase {

@@ -8,8 +8,8 @@
 
 #include <jansson.h>
 
-static const char *const mode_names[] = {"starttls", "tls", "deliver",
-                                         "lookup"};
+static const char *const mode_names[] = {"starttls", "tls", "deliver", "lookup",
+                                         "plain"};
 
 static double elapsed_s(const struct bench_run *r)
 {

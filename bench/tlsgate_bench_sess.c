@@ -55,6 +55,12 @@ static const struct step steps_deliver[] = {
     STEP_END,
 };
 
+static const struct step steps_plain[] = {
+    {K_CONNECT, PH_CONNECT, C_NONE, 0}, {K_REPLY, PH_BANNER, C_NONE, 220},
+    {K_CMD, PH_EHLO1, C_EHLO, 250},     {K_HOLD, PH_SESSION, C_NONE, 0},
+    {K_CMD, PH_QUIT, C_QUIT, 221},      STEP_END,
+};
+
 static const struct step steps_tls[] = {
     {K_CONNECT, PH_CONNECT, C_NONE, 0},
     {K_HANDSHAKE, PH_HANDSHAKE, C_NONE, 0},
@@ -74,6 +80,8 @@ static const struct step *steps_of(const struct bench_run *r)
         return steps_deliver;
     case MODE_TLS:
         return steps_tls;
+    case MODE_PLAIN:
+        return steps_plain;
     default:
         return steps_starttls;
     }
