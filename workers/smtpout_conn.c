@@ -644,10 +644,13 @@ static void start_tls(struct smtpout_conn *c)
 {
     const struct dns_host *h = &c->hops.host[c->hi];
     enum tls_level lvl = c->dest->level;
+    struct in6_addr ip;
+    bool literal = inet_pton(AF_INET, h->name, &ip) == 1 ||
+                   inet_pton(AF_INET6, h->name, &ip) == 1;
     struct tlsio_opts o = {
         .handshake_timeout_ms =
             (unsigned)(c->so->cfg->handshake_timeout * 1000),
-        .server_name = h->name,
+        .server_name = literal ? NULL : h->name, /* SNI takes no address */
         .verify_name = lvl == TLS_SECURE ? c->dest->domain : h->name,
         .require_verified = lvl >= TLS_VERIFY,
     };

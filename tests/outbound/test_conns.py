@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Connection sharing and limits: seven messages for one destination,
+with max_per_destination 1 and max_per_connection 3, reach the peer over
+exactly three connections in sequence (3 + 3 + 1 messages), never two at
+once; a second run with max_per_destination 3 uses more than one
+connection. Also: a message with recipients at two levels is split, each
+level on its own connection (encrypt over TLS, none without STARTTLS).
+
+usage: test_conns.py BINDIR
+"""
+import collections
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from outlib import (Env, Failure, Peer, check, make_certs,  # noqa: E402
+                    wait_for)
+
+
+def mails_per_conn(peer):
+    per = collections.Counter()
+    for l in peer.lines():
+        if " MAIL FROM:" in l:
+            per[l.rsplit(" ", 1)[1]] += 1
+    return per
+
+
+def overlapping(peer):
+    """True when a connection opened (EHLO) while another was between its
+    first EHLO and its QUIT."""
+    open_now = set()
+    for l in peer.lines():
+        cid = l.rsplit(" ", 1)[-1]
+        if not cid.startswith("#c"):
+            continue
+        if " EHLO " in l and cid not in open_now:
+            if open_now:
+                return True
+            open_now.add(cid)
+        if " QUIT " in l:
+            open_now.discard(cid)
+    return False
+
+
+def queue(env, n, rcpt):
+    for i in range(n):
+        rc, err = env.sendmail(["-T", "acme", "-i", rcpt],
+                               "Subject: %d\n\nx\n" % i)
+        check(rc == 0, err)
+
+
+def main():
+    env = Env(sys.argv[1], "conns")
+    ok = False
+    try:
+        certs, ca = make_certs(env.path())
+        env.init_store()
+        serial = Peer(env, "serial")
+        wide = Peer(env, "wide")
+        split = Peer(env, "split", cert=certs["good"])
+        env.admin("route", "add", "serial.test", "127.0.0.1:%d" % serial.port)
+        env.admin("route", "add", "wide.test", "127.0.0.1:%d" % wide.port)
+        env.admin("route", "add", "split.test", "localhost:%d" % split.port)
+        env.admin("route", "add", "plain.split.test",
+                  "localhost:%d" % split.port)
+        env.admin("outbound", "mode", "acme", "domains")
+        env.admin("outbound", "add", "acme", "split.test", "--level",
+                  "encrypt")
+        env.start_engine()
+
+        queue(env, 7, "u@serial.test")
+        s = env.start_sender(["--max-per-destination", "1",
+                              "--max-per-connection", "3"])
+        wait_for(lambda: len(serial.messages()) >= 7, 30, "7 messages")
+        env.stop_sender(s)
+        per = sorted(mails_per_conn(serial).values(), reverse=True)
+        check(per == [3, 3, 1], "messages per connection: %r" % per)
+        check(not overlapping(serial), "two connections at once")
+
+        queue(env, 12, "u@wide.test")
+        s = env.start_sender(["--max-per-destination", "3",
+                              "--max-per-connection", "100"])
+        wait_for(lambda: len(wide.messages()) >= 12, 30, "12 messages")
+        env.stop_sender(s)
+        per = mails_per_conn(wide)
+        check(1 < len(per) <= 3, "connections used: %r" % dict(per))
+
+        rc, err = env.sendmail(["-T", "acme", "-i", "a@split.test",
+                                "b@plain.split.test"], "Subject: s\n\nx\n")
+        check(rc == 0, err)
+        s = env.start_sender(["--tls-ca-file", ca])
+        wait_for(lambda: len(split.messages()) >= 2, 30, "both levels")
+        env.stop_sender(s)
+        lines = split.lines()
+        tls_rcpt = [l for l in lines if "RCPT TO:<a@split.test>" in l]
+        plain_rcpt = [l for l in lines if "RCPT TO:<b@plain.split.test>" in l]
+        check(tls_rcpt and tls_rcpt[0].startswith("TLS "),
+              "encrypt recipient not over TLS: %r" % tls_rcpt)
+        check(plain_rcpt and plain_rcpt[0].startswith("PLAIN "),
+              "none recipient: %r" % plain_rcpt)
+        cid = plain_rcpt[0].rsplit(" ", 1)[1]
+        check(not any("STARTTLS" in l and l.endswith(cid) for l in lines),
+              "STARTTLS sent on the level none connection")
+        ok = True
+        print("ok")
+    except Failure as e:
+        print("FAIL:", e)
+        print(env.log()[-3000:])
+    finally:
+        env.close(keep=not ok)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
