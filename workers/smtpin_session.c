@@ -155,6 +155,17 @@ void smtpin_new_id(struct smtpin_server *srv, char *buf, size_t n,
 
 /* ---- timers ---- */
 
+/* Ends the session with a 421 (none mid-handshake: no channel for it). */
+static void session_421(struct smtpin_session *s, const char *code,
+                        const char *text, const char *reason)
+{
+    smtpin_message_abort(s);
+    if (s->mode != SM_HANDSHAKE)
+        smtpin_reply(s, "421 %s %s %s, closing", code, s->srv->cfg->hostname,
+                     text);
+    smtpin_end(s, reason);
+}
+
 static void on_idle_timeout(uv_timer_t *tm)
 {
     struct smtpin_session *s = tm->data;
@@ -165,11 +176,8 @@ static void on_idle_timeout(uv_timer_t *tm)
     }
     if (s->mode == SM_DISK || s->mode == SM_ENGINE)
         return; /* our own wait: the next step restarts the timer */
-    smtpin_message_abort(s);
-    if (s->mode != SM_HANDSHAKE)
-        smtpin_reply(s, "421 4.4.2 %s Timeout exceeded, closing",
-                     s->srv->cfg->hostname);
-    smtpin_end(s, s->mode == SM_DATA ? "data-timeout" : "timeout");
+    session_421(s, "4.4.2", "Timeout exceeded",
+                s->mode == SM_DATA ? "data-timeout" : "timeout");
 }
 
 static void on_life_timeout(uv_timer_t *tm)
@@ -182,11 +190,7 @@ static void on_life_timeout(uv_timer_t *tm)
         uv_timer_start(tm, on_life_timeout, 1000, 0); /* after this step */
         return;
     }
-    smtpin_message_abort(s);
-    if (s->mode != SM_HANDSHAKE)
-        smtpin_reply(s, "421 4.4.2 %s Session too long, closing",
-                     s->srv->cfg->hostname);
-    smtpin_end(s, "session-timeout");
+    session_421(s, "4.4.2", "Session too long", "session-timeout");
 }
 
 /* Arms the idle timer for the current mode. */
@@ -453,11 +457,7 @@ void smtpin_session_shutdown(struct smtpin_session *s)
 {
     if (s->mode == SM_DISK || s->mode == SM_CLOSING || s->torn_down)
         return;
-    smtpin_message_abort(s);
-    if (s->mode != SM_HANDSHAKE)
-        smtpin_reply(s, "421 4.3.2 %s Service shutting down, closing",
-                     s->srv->cfg->hostname);
-    smtpin_end(s, "shutdown");
+    session_421(s, "4.3.2", "Service shutting down", "shutdown");
 }
 
 /* ---- TLS ---- */

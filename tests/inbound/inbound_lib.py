@@ -40,6 +40,20 @@ def _die_with_parent():
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def stop_process(p, timeout):
+    """SIGTERM, then SIGKILL after timeout; True when it stopped alone."""
+    if p.poll() is not None:
+        return True
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return False
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -167,18 +181,10 @@ class Gateway:
         """SIGTERM each live receiver; it must exit 0 within its grace."""
         bad = []
         for p in self.receivers:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-                    bad.append("%s did not stop" % p.pid)
-                    continue
-                if p.returncode != 0:
-                    bad.append("receiver %d exited %d" % (p.pid,
-                                                          p.returncode))
+            if not stop_process(p, 30):
+                bad.append("%s did not stop" % p.pid)
+            elif p.returncode != 0:
+                bad.append("receiver %d exited %d" % (p.pid, p.returncode))
             if "AddressSanitizer" in self.read(p.log) or \
                     "runtime error:" in self.read(p.log):
                 bad.append("sanitizer report in %s" % p.log)

@@ -12,8 +12,8 @@ import sys
 import threading
 import time
 
-from inbound_lib import ACCEPT, SKIP, _die_with_parent, check, run_main, \
-    swaks
+from inbound_lib import (ACCEPT, SKIP, _die_with_parent, check, run_main,
+                         stop_process, swaks)
 from test_kill import CLIENTS, Load, verify
 
 
@@ -67,12 +67,7 @@ def body(gw):
         check(len(load.ok) - before > 10, "the pool kept serving")
         verify_all(gw, load.ok)
     finally:
-        sup.send_signal(signal.SIGTERM)
-        try:
-            sup.wait(60)
-        except subprocess.TimeoutExpired:
-            sup.kill()
-            sup.wait()
+        stop_process(sup, 60)
     check(sup.returncode == 0, "tlsgated exit %s" % sup.returncode)
     out = gw.read(log)
     check("AddressSanitizer" not in out and "runtime error:" not in out,
