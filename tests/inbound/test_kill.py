@@ -39,6 +39,12 @@ class Load:
         self.lock = threading.Lock()
         self.stop = False
 
+    def wait_for(self, n, timeout=20):
+        """Until n messages got 250 (a loaded machine starts slowly)."""
+        end = time.time() + timeout
+        while len(self.ok) < n and time.time() < end:
+            time.sleep(0.05)
+
     def client(self, n):
         seq = 0
         while not self.stop:
@@ -80,6 +86,7 @@ def body(gw):
                for i in range(CLIENTS)]
     for t in threads:
         t.start()
+    load.wait_for(3)
     time.sleep(KILL_AT)
     before = len(load.ok)
     a.send_signal(signal.SIGKILL)

@@ -55,6 +55,7 @@ def body(gw):
                    for i in range(CLIENTS)]
         for th in threads:
             th.start()
+        load.wait_for(3)
         time.sleep(1.0)
         victim = sorted(pids)[0]
         os.kill(victim, signal.SIGKILL)
