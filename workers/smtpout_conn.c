@@ -55,7 +55,6 @@ struct smtpout_conn {
     uint64_t id;
     enum conn_state state;
     uv_tcp_t *tcp; /* one per address tried; freed by its close */
-    uv_connect_t creq;
     uv_timer_t timer;
     struct tlsio *tls;
     bool tls_up;         /* handshake done on this connection */
@@ -404,6 +403,7 @@ static void on_connect(uv_connect_t *req, int status)
 {
     struct smtpout_conn *c = req->data;
 
+    free(req); /* one per attempt: a canceled one may outlive c */
     if (status == UV_ECANCELED)
         return;
     if (status < 0) {
@@ -424,6 +424,7 @@ static void conn_connect(struct smtpout_conn *c)
 {
     const struct sockaddr *sa =
         (const struct sockaddr *)&c->hops.host[c->hi].addr[c->ai];
+    uv_connect_t *req;
 
     set_relay(c);
     c->state = C_CONNECT;
@@ -437,13 +438,16 @@ static void conn_connect(struct smtpout_conn *c)
         return;
     }
     c->tcp->data = c;
-    c->creq.data = c;
     arm(c, c->so->cfg->connect_timeout);
-    if (uv_tcp_connect(&c->creq, c->tcp, sa, on_connect) != 0) {
+    if (!(req = malloc(sizeof(*req))) ||
+        uv_tcp_connect(req, c->tcp, sa, on_connect) != 0) {
+        free(req);
         sfmt(c->fail_reply, sizeof(c->fail_reply),
              "451 4.4.1 connect to %s failed", c->relay);
         conn_setup_failed(c);
+        return;
     }
+    req->data = c;
 }
 
 /* Moves to the next address, then the next host; false when none left. */
