@@ -568,6 +568,14 @@ int main(int argc, char **argv)
     struct smtpout so = {.cfg = &cfg};
     char err[512];
 
+    sigset_t stops;
+
+    /* A stop signal during start-up waits until its handler is in place,
+     * so that the process still stops cleanly (exit 0). */
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGINT);
+    sigprocmask(SIG_BLOCK, &stops, NULL);
     signal(SIGPIPE, SIG_IGN);
     log_init("tlsgate-smtpout", 0);
     if (cfg_from_args(&cfg, &argc, argv, err, sizeof(err)) != 0)
@@ -579,6 +587,7 @@ int main(int argc, char **argv)
 
     so.loop = uv_default_loop();
     start(&so);
+    sigprocmask(SIG_UNBLOCK, &stops, NULL);
     log_info("id=- started queue=%s engine=%s", cfg.queue_dir,
              cfg.engine_socket);
     uv_run(so.loop, UV_RUN_DEFAULT);
