@@ -42,9 +42,10 @@ static int parse_onoff(const char *v, bool *out)
 
 static int parse_mode(const char *v, enum bench_mode *m)
 {
-    static const char *const names[] = {"starttls", "tls", "deliver", "lookup"};
+    static const char *const names[] = {"starttls", "tls", "deliver", "lookup",
+                                        "plain"};
 
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (strcmp(v, names[i]) == 0) {
             *m = (enum bench_mode)i;
             return 0;
