@@ -67,9 +67,9 @@ struct sup {
     uv_signal_t sig_chld, sig_term, sig_int, sig_hup;
 };
 
-/* The first restart delay and how long a child must run to reset it. */
+/* The first restart delay (then doubled up to restart_delay_max, and back
+ * to this after a run of restart_stable). */
 #define SUP_DELAY_MIN_MS 500
-#define SUP_STABLE_MS    30000
 /* How long workers wait for the engine socket at start-up. */
 #define SUP_ENGINE_WAIT_MS 10000
 

@@ -131,7 +131,7 @@ static void schedule_restart(struct sup_child *c, uint64_t ran_ms)
     struct sup_role_state *rs = &c->sup->roles[c->role];
     uint64_t max_ms = c->sup->cfg.restart_delay_max * 1000, delay;
 
-    if (ran_ms >= SUP_STABLE_MS)
+    if (ran_ms >= c->sup->cfg.restart_stable * 1000)
         rs->delay_ms = SUP_DELAY_MIN_MS;
     delay = rs->delay_ms < max_ms ? rs->delay_ms : max_ms;
     rs->delay_ms = delay * 2 < max_ms ? delay * 2 : max_ms;

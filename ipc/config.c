@@ -108,6 +108,9 @@ const struct cfg_key cfg_keys[] = {
     {"restart_delay_max", N(CFG_DURATION, restart_delay_max), "60s", 1, 3600,
      "Longest delay before the supervisor restarts a child that keeps "
      "dying"},
+    {"restart_stable", N(CFG_DURATION, restart_stable), "30s", 1, 86400,
+     "How long a child must run before its next restart waits only 0.5 s "
+     "again"},
     {NULL, 0, 0, 0, NULL, 0, 0, NULL},
 };
 

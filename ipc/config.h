@@ -64,6 +64,7 @@ struct tg_config {
 
     /* supervisor */
     unsigned long restart_delay_max; /* seconds */
+    unsigned long restart_stable;    /* seconds */
 };
 
 enum cfg_type {

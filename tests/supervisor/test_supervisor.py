@@ -262,7 +262,7 @@ def test_restart(opts, work, gates):
     inport, subport = free_port(both=True), free_port()
     g = Gate(opts, work, "restart", pool_args(inport, subport, [
         "--inbound-workers", "1", "--roles", "engine,inbound",
-        "--restart-delay-max", "2"]))
+        "--restart-delay-max", "2", "--restart-stable", "3"]))
     gates.append(g)
     g.start()
     g.wait_lines(r"testchild start", 2)
@@ -283,6 +283,14 @@ def test_restart(opts, work, gates):
         new = g.current("engine")
         check(new != old, "engine not restarted")
         wait_for("engine socket back", lambda: unix_answers(sock))
+
+    # After a stable run the back-off starts again from 0.5 s.
+    time.sleep(3.2)
+    old = g.current("engine")
+    os.kill(old, signal.SIGKILL)
+    got = g.wait_lines(r"id=engine\.0 restart_scheduled delay_ms=(\d+)", 5)
+    check(got[4].group(1) == "500", "back-off not reset: %s" % got[4].group(1))
+    wait_for("engine socket back", lambda: unix_answers(sock))
 
     # A connection made while the only receiver is dead waits in the
     # listening socket and is served by its successor.
