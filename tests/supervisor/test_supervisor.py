@@ -555,6 +555,9 @@ def main():
     opts.bindir = os.path.abspath(opts.bindir)
     opts.testchild = os.path.abspath(opts.testchild)
 
+    # Killed from outside (a ctest timeout): still clean up below.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit(1))
     work = tempfile.mkdtemp(prefix="tlsgate-sup-%s." % opts.test)
     gates = []
     try:
