@@ -176,6 +176,11 @@ def case_resume(gw):
     sess, reused = starttls_python(ctx, other, sess)
     check(reused, "a ticket from one receiver resumes on another")
     check(re.search(r"resumed=yes", gw.logs()), "resumption logged")
+    third = free_port()
+    gw.start_receiver("--tls-tickets", "no", port=third)
+    sess, reused = starttls_python(ctx, third)
+    sess, reused = starttls_python(ctx, third, sess)
+    check(not reused, "no resumption with tls_tickets off")
 
 
 def peer_cert(port):
