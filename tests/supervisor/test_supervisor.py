@@ -67,11 +67,12 @@ def read_pid(host, port, timeout=10.0):
 
 
 def alive(pid):
+    """True while pid runs (a zombie waiting for its reaper has ended)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    return True
 
 
 def unix_answers(path):
@@ -456,6 +457,27 @@ def test_refuse(opts, work, gates):
           "no back-off for a child that cannot run")
     check(b.stop() == 0, "tlsgated exit status")
     b.check_all_gone()
+
+    # A supervisor killed outright takes its children with it (they get
+    # SIGTERM), and its stale pid file does not block the next start.
+    crash = Gate(opts, work, "crash", pool_args(inport, subport, [
+        "--inbound-workers", "1", "--roles", "engine,inbound"]))
+    gates.append(crash)
+    crash.start()
+    crash.wait_lines(r"testchild start", 2)
+    children = crash.pids()
+    crash.proc.kill()
+    crash.proc.wait()
+    wait_for("orphans to stop", lambda: not any(alive(p) for p in children))
+    check(len(crash.lines(r"testchild stop")) == 2, "orphans not stopped")
+    again = Gate(opts, work, "crash", pool_args(inport, subport, [
+        "--inbound-workers", "1", "--roles", "engine,inbound"]))
+    again.logpath = os.path.join(work, "again.log")
+    gates.append(again)
+    again.start()
+    again.wait_lines(r"testchild start", 2)
+    check(again.stop() == 0, "restarted tlsgated exit status")
+    again.check_all_gone()
 
     conf = os.path.join(work, "bad.conf")
     with open(conf, "w") as f:
