@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "engine_client.h"
+#include "log.h"
 
 struct lk_req {
     struct bench_run *run;
@@ -91,6 +92,8 @@ int bench_lookup_start(struct bench_run *r)
         return -1;
     }
     r->lookup = st;
+    log_init("tlsgate-bench", 0);
+    log_set_level(LOG_LVL_WARN);
     e = eng_client_open(r->loop, r->o.engine_socket,
                         (unsigned)(r->o.timeout * 1000), &st->c);
     if (e == 0) {

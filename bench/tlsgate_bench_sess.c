@@ -241,7 +241,11 @@ static void on_poll(uv_poll_t *h, int status, int events)
 {
     struct bench_slot *s = h->data;
 
-    if (status < 0) {
+    if (status == UV_EBADF) {
+        /* POLLERR: libuv stopped the handle; the next read, write or
+         * SO_ERROR says what happened. */
+        s->events = 0;
+    } else if (status < 0) {
         slot_fail(s, ERR_IO, uv_strerror(status));
         return;
     }
