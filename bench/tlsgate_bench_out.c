@@ -58,7 +58,10 @@ void bench_print_table(struct bench_run *r)
                r->handshakes
                    ? 100.0 * (double)r->resumed / (double)r->handshakes
                    : 0.0);
-    if (cpu >= 0)
+    if (cpu >= 0 && r->o.server_cgroup)
+        printf("  server CPU  %.3f s in cgroup %s: %.3f ms per session\n",
+               r->after.cpu_s - r->before.cpu_s, r->o.server_cgroup, cpu);
+    else if (cpu >= 0)
         printf("  server CPU  %.3f s in %d processes: %.3f ms per session\n",
                r->after.cpu_s - r->before.cpu_s, r->after.nproc, cpu);
     printf("  client CPU  %.3f s\n", r->client_cpu_s);
