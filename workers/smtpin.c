@@ -65,6 +65,7 @@ static int bind_all(const char *list, int *fds, int max, char *err,
     return n;
 }
 
+/* A new connection on a listener; none is taken once stopping. */
 static void on_connection(uv_stream_t *listener, int status)
 {
     struct smtpin_server *srv = listener->data;
@@ -77,6 +78,7 @@ static void on_connection(uv_stream_t *listener, int status)
         smtpin_accept(srv, listener);
 }
 
+/* Serves every listening descriptor (inherited or bound here). */
 static void listen_fds(struct smtpin_server *srv, const int *fds, int n)
 {
     char name[80];
@@ -120,6 +122,7 @@ static int tls_load(struct smtpin_server *srv, struct tlsio_ctx **out)
     return 0;
 }
 
+/* Work thread: the start-up sweep of stale tmp/ files. */
 static void sweep_work(uv_work_t *w)
 {
     struct smtpin_server *srv = w->data;
@@ -136,6 +139,7 @@ static void sweep_done(uv_work_t *w, int status)
                  SMTPIN_TMP_MAX_AGE);
 }
 
+/* shutdown_grace is over: every session still open gets its 421. */
 static void on_grace(uv_timer_t *t)
 {
     struct smtpin_server *srv = t->data;
@@ -201,6 +205,7 @@ static void server_cleanup(struct smtpin_server *srv)
     uv_loop_close(srv->loop);
 }
 
+/* SIGTERM/SIGINT stop, SIGHUP reloads; SIGPIPE is ignored. */
 static void setup_signals(struct smtpin_server *srv)
 {
     uv_signal_init(srv->loop, &srv->sig_term);
@@ -215,6 +220,7 @@ static void setup_signals(struct smtpin_server *srv)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* The log_level setting as an enum log_level (info when unknown). */
 static enum log_level level_of(const char *name)
 {
     if (strcmp(name, "debug") == 0)

@@ -25,6 +25,7 @@ bool smtpin_error(struct smtpin_session *s)
     return true;
 }
 
+/* HELO/EHLO: forgets the envelope, lists the extensions for EHLO. */
 static void cmd_hello(struct smtpin_session *s, const struct smtpin_cmd *c)
 {
     const struct tg_config *cfg = s->srv->cfg;
@@ -46,6 +47,7 @@ static void cmd_hello(struct smtpin_session *s, const struct smtpin_cmd *c)
     smtpin_reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
+/* MAIL: one sender per transaction; SIZE= over the limit is refused. */
 static void cmd_mail(struct smtpin_session *s, const struct smtpin_cmd *c)
 {
     if (!s->greeted) {
@@ -89,6 +91,7 @@ static bool rcpt_keep(struct smtpin_session *s, const char *address,
     return true;
 }
 
+/* One log line per recipient decision, with its rule and generation. */
 static void log_rcpt(struct smtpin_session *s, const char *rcpt,
                      const struct inbound_decision *d, const char *action,
                      const char *reply)
@@ -172,6 +175,7 @@ static void calls_drain(struct smtpin_session *s)
     }
 }
 
+/* The engine answered one lookup (or failed): keep it, reply in order. */
 static void on_inbound(void *ctx, int err, const struct inbound_decision *d)
 {
     struct smtpin_call *call = ctx;
@@ -219,6 +223,7 @@ static bool calls_push(struct smtpin_session *s, struct smtpin_call *c)
     return true;
 }
 
+/* RCPT: starts the engine lookup; the reply comes when it answers. */
 static void cmd_rcpt(struct smtpin_session *s, const struct smtpin_cmd *c)
 {
     struct smtpin_call *call;
@@ -256,6 +261,7 @@ static void cmd_rcpt(struct smtpin_session *s, const struct smtpin_cmd *c)
     s->mode = SM_ENGINE;
 }
 
+/* DATA: needs a recipient; bytes already sent behind it end the session. */
 static void cmd_data(struct smtpin_session *s)
 {
     if (!s->has_mail) {
@@ -278,6 +284,7 @@ static void cmd_data(struct smtpin_session *s)
     smtpin_data_begin(s);
 }
 
+/* STARTTLS: 220 in plaintext, then the handshake; the session starts over. */
 static void cmd_starttls(struct smtpin_session *s)
 {
     if (s->tls_active) {

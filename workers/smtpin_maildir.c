@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A tenant name: [a-z0-9-], 1..63, no leading or trailing '-'. */
 static bool tenant_ok(const char *s, size_t n)
 {
     if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')

@@ -208,6 +208,7 @@ static void commit_work(uv_work_t *w)
     s->commit_err = smtpin_delivery_commit(&s->dlv);
 }
 
+/* Back on the loop after the sync: 250 or 451, then the next command. */
 static void after_commit(uv_work_t *w, int status)
 {
     struct smtpin_session *s = w->data;

@@ -166,6 +166,7 @@ static void session_421(struct smtpin_session *s, const char *code,
     smtpin_end(s, reason);
 }
 
+/* No input for the mode's timeout (or last replies not taken): close. */
 static void on_idle_timeout(uv_timer_t *tm)
 {
     struct smtpin_session *s = tm->data;
@@ -180,6 +181,7 @@ static void on_idle_timeout(uv_timer_t *tm)
                 s->mode == SM_DATA ? "data-timeout" : "timeout");
 }
 
+/* session_timeout: ends the session at the next point where it may. */
 static void on_life_timeout(uv_timer_t *tm)
 {
     struct smtpin_session *s = tm->data;
@@ -233,6 +235,7 @@ static void input_arrived(struct smtpin_session *s)
     session_run(s);
 }
 
+/* Plaintext bytes land in the input buffer directly (on_alloc). */
 static void on_plain_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     struct smtpin_session *s = st->data;
@@ -245,6 +248,7 @@ static void on_plain_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
 }
 
+/* Decrypted bytes from tlsio, copied into the input buffer. */
 static void on_tls_read(struct tlsio *t, const char *buf, ssize_t n, void *arg)
 {
     struct smtpin_session *s = arg;
@@ -385,6 +389,7 @@ void smtpin_end(struct smtpin_session *s, const char *reason)
         session_finish(s);
 }
 
+/* The one line per session: peer, HELO, TLS outcome, counts, reason. */
 static void log_session_end(struct smtpin_session *s)
 {
     char helo[128];
