@@ -81,6 +81,27 @@ static int policy_outbound_level(struct store_txn *txn, const char *tenant,
     return STORE_OK;
 }
 
+/* The shadow choice: the live one under the shadow's mode and level. */
+static int policy_outbound_shadow(struct store_txn *txn, const char *tenant,
+                                  const struct store_tenant_rec *rec,
+                                  struct outbound_decision *out)
+{
+    struct store_tenant_rec srec = *rec;
+    struct outbound_decision sd;
+    int rc;
+
+    srec.mode = rec->shadow_mode;
+    srec.level = rec->shadow_level;
+    memcpy(sd.domain, out->domain, sizeof(sd.domain));
+    rc = policy_outbound_level(txn, tenant, &srec, &sd);
+    if (rc != STORE_OK)
+        return rc;
+    out->shadow = true;
+    out->shadow_level = sd.level;
+    memcpy(out->shadow_rule, sd.rule, sizeof(out->shadow_rule));
+    return STORE_OK;
+}
+
 int policy_outbound(struct store_txn *txn, const char *tenant,
                     const char *recipient, struct outbound_decision *out)
 {
@@ -102,6 +123,8 @@ int policy_outbound(struct store_txn *txn, const char *tenant,
     out->generation = store_generation(txn);
     rc = policy_outbound_level(txn, tenant, &rec, out);
     out->required = out->level >= TLS_ENCRYPT;
+    if (rc == STORE_OK && rec.shadow_mode != MODE_OFF)
+        rc = policy_outbound_shadow(txn, tenant, &rec, out);
     return rc;
 }
 

@@ -18,13 +18,20 @@ struct outbound_decision {
     char rule[RULE_MAX]; /* e.g. "domain:vendor.example",
                             "subdomain:.example.com", "default:mode=off" */
     uint64_t generation;
+    /* The tenant's shadow policy (store_outbound_shadow), when it has one:
+     * the level it would apply and the rule that chose it. */
+    bool shadow;
+    enum tls_level shadow_level;
+    char shadow_rule[RULE_MAX];
 };
 
 /*
  * Level for tenant sending to recipient. Mode off: none, entries ignored.
  * Mode all: the tenant default, raised by a stronger matching entry.
  * Mode domains: a matching entry's level, else none. An exact entry beats
- * a subdomain entry; the longest subdomain entry wins.
+ * a subdomain entry; the longest subdomain entry wins. With a shadow
+ * policy, shadow_level/shadow_rule are the same choice under the shadow's
+ * mode and default level.
  * Returns 0, STORE_ENOTFOUND (no such tenant), STORE_EINVAL (bad address)
  * or another negative enum store_error.
  */

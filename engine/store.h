@@ -55,6 +55,8 @@ struct tenant_info {
     bool inbound_tls_required;
     bool allowlist;
     enum in_action allowlist_action; /* IN_REJECT or IN_DISCARD */
+    enum out_mode shadow_mode;       /* shadow policy; MODE_OFF: none */
+    enum tls_level shadow_level;     /* its default level (>= encrypt) */
 };
 
 /* ---- opening and transactions ---- */
@@ -128,6 +130,12 @@ int store_tenant_set_from(struct store_txn *txn, const char *name,
 /* level is used for MODE_ALL (default TLS_ENCRYPT; below is EINVAL). */
 int store_outbound_mode(struct store_txn *txn, const char *tenant,
                         enum out_mode mode, enum tls_level level);
+/* The shadow policy: the outbound policy the senders evaluate beside the
+ * live one (same entries, this mode and default level) to count what it
+ * would have deferred. MODE_OFF turns it off; level as for
+ * store_outbound_mode (kept for a later all when mode is not MODE_ALL). */
+int store_outbound_shadow(struct store_txn *txn, const char *tenant,
+                          enum out_mode mode, enum tls_level level);
 /* domain "example.com" matches itself, ".example.com" every subdomain. An
  * existing entry gets the new level. */
 int store_outbound_add(struct store_txn *txn, const char *tenant,

@@ -49,6 +49,8 @@ struct store_tenant_rec {
     bool in_tls;
     bool allow;
     enum in_action action;
+    enum out_mode shadow_mode;   /* MODE_OFF: no shadow policy */
+    enum tls_level shadow_level; /* the shadow's default level under all */
 };
 
 /* ---- codec: strict decoding of one MessagePack map per value ---- */

@@ -158,7 +158,7 @@ bool store_tenant_name_ok(const char *name)
 static int store_tenant_decode(struct store_txn *txn, const MDB_val *val,
                                struct store_tenant_rec *rec)
 {
-    uint64_t mode, level, action;
+    uint64_t mode, level, action, smode = MODE_OFF, slevel = TLS_ENCRYPT;
     struct store_field f[] = {
         {"from", SF_STR, false, rec->from, sizeof(rec->from), 0, false},
         {"mode", SF_UINT, true, &mode, 0, MODE_DOMAINS, false},
@@ -166,13 +166,18 @@ static int store_tenant_decode(struct store_txn *txn, const MDB_val *val,
         {"inbound_tls", SF_BOOL, true, &rec->in_tls, 0, 0, false},
         {"allowlist", SF_BOOL, true, &rec->allow, 0, 0, false},
         {"action", SF_UINT, true, &action, 0, IN_DISCARD, false},
+        {"shadow_mode", SF_UINT, false, &smode, 0, MODE_DOMAINS, false},
+        {"shadow_level", SF_UINT, false, &slevel, 0, TLS_SECURE, false},
     };
     int rc;
 
     rec->from[0] = '\0';
     rc = store_decode_map(txn, val, f, sizeof(f) / sizeof(f[0]));
-    if (rc != STORE_OK || level < TLS_ENCRYPT || action == IN_ACCEPT)
+    if (rc != STORE_OK || level < TLS_ENCRYPT || action == IN_ACCEPT ||
+        slevel < TLS_ENCRYPT)
         return STORE_ECORRUPT;
+    rec->shadow_mode = (enum out_mode)smode;
+    rec->shadow_level = (enum tls_level)slevel;
     rec->mode = (enum out_mode)mode;
     rec->level = (enum tls_level)level;
     rec->action = (enum in_action)action;
@@ -201,7 +206,8 @@ int store_tenant_write(struct store_txn *txn, const char *name,
     msgpack_packer pk;
 
     store_pack_init(&b, &pk);
-    msgpack_pack_map(&pk, rec->from[0] ? 6 : 5);
+    msgpack_pack_map(&pk, (rec->from[0] ? 6 : 5) +
+                              (rec->shadow_mode != MODE_OFF ? 2 : 0));
     if (rec->from[0])
         store_pack_str(&pk, "from", rec->from);
     store_pack_uint(&pk, "mode", rec->mode);
@@ -209,6 +215,10 @@ int store_tenant_write(struct store_txn *txn, const char *name,
     store_pack_bool(&pk, "inbound_tls", rec->in_tls);
     store_pack_bool(&pk, "allowlist", rec->allow);
     store_pack_uint(&pk, "action", rec->action);
+    if (rec->shadow_mode != MODE_OFF) { /* absent: no shadow policy */
+        store_pack_uint(&pk, "shadow_mode", rec->shadow_mode);
+        store_pack_uint(&pk, "shadow_level", rec->shadow_level);
+    }
     return store_put(txn, DB_TENANTS, &k, &b);
 }
 
@@ -226,6 +236,8 @@ int store_tenant_info(struct store_txn *txn, const char *name,
     out->inbound_tls_required = rec->in_tls;
     out->allowlist = rec->allow;
     out->allowlist_action = rec->action;
+    out->shadow_mode = rec->shadow_mode;
+    out->shadow_level = rec->shadow_level;
     if (rec->from[0]) {
         snprintf(out->from, sizeof(out->from), "%s", rec->from);
         return STORE_OK;
@@ -398,8 +410,10 @@ static int store_sender_del(struct store_txn *txn, const char *address)
 
 int store_tenant_add(struct store_txn *txn, const char *name, const char *from)
 {
-    struct store_tenant_rec rec = {
-        .mode = MODE_OFF, .level = TLS_ENCRYPT, .action = IN_REJECT};
+    struct store_tenant_rec rec = {.mode = MODE_OFF,
+                                   .level = TLS_ENCRYPT,
+                                   .action = IN_REJECT,
+                                   .shadow_level = TLS_ENCRYPT};
     char platform[ADDR_DOMAIN_MAX + 1];
     int rc;
 
@@ -563,6 +577,23 @@ int store_outbound_mode(struct store_txn *txn, const char *tenant,
     rec.mode = mode;
     if (mode == MODE_ALL)
         rec.level = level;
+    return store_tenant_write(txn, tenant, &rec);
+}
+
+int store_outbound_shadow(struct store_txn *txn, const char *tenant,
+                          enum out_mode mode, enum tls_level level)
+{
+    struct store_tenant_rec rec;
+    int rc;
+
+    if ((unsigned)mode > MODE_DOMAINS || !store_level_ok(level) ||
+        level < TLS_ENCRYPT)
+        return STORE_EINVAL;
+    rc = store_tenant_read(txn, tenant, &rec);
+    if (rc != STORE_OK)
+        return rc;
+    rec.shadow_mode = mode;
+    rec.shadow_level = mode == MODE_OFF ? TLS_ENCRYPT : level;
     return store_tenant_write(txn, tenant, &rec);
 }
 

@@ -67,6 +67,13 @@ struct eng_event {
     char level[16]; /* policy level name, e.g. "encrypt" */
     char rule[320]; /* the rule that chose it */
     uint64_t generation;
+    /* Outbound detail for reports (docs/operator-tls.md); "" when none. */
+    char tls_failure[40];   /* RFC 8460 result type: starttls-not-supported,
+                               certificate-host-mismatch, ... */
+    char mx_host[256];      /* the host tried (MX or route host) */
+    char mx_ip[48];         /* its address */
+    char shadow_level[16];  /* the shadow policy's level, "" without one */
+    char shadow_result[16]; /* "pass" or "would-defer" */
 };
 
 /* ---- the asynchronous client (libuv) ---- */

@@ -113,7 +113,7 @@ int ipc_get_ping(const msgpack_object *r, unsigned *version, uint64_t *gen)
 void ipc_pack_outbound(struct ipc_writer *w, uint32_t id,
                        const struct outbound_decision *d)
 {
-    ipc_pack_result(w, id, 7);
+    ipc_pack_result(w, id, 10);
     ipc_pack_kv_str(w, "tenant", d->tenant);
     ipc_pack_kv_str(w, "recipient", d->recipient);
     ipc_pack_kv_str(w, "domain", d->domain);
@@ -121,11 +121,15 @@ void ipc_pack_outbound(struct ipc_writer *w, uint32_t id,
     ipc_pack_kv_bool(w, "required", d->required);
     ipc_pack_kv_str(w, "rule", d->rule);
     ipc_pack_kv_uint(w, "generation", d->generation);
+    ipc_pack_kv_bool(w, "shadow", d->shadow);
+    ipc_pack_kv_str(w, "shadow_level",
+                    name_of(ipc_level_names, 5, (int)d->shadow_level));
+    ipc_pack_kv_str(w, "shadow_rule", d->shadow_rule);
 }
 
 int ipc_get_outbound(const msgpack_object *r, struct outbound_decision *d)
 {
-    int level = 0, err;
+    int level = 0, slevel = 0, err;
     const struct ipc_field f[] = {
         {"tenant", IPC_F_STR, d->tenant, sizeof(d->tenant), NULL},
         {"recipient", IPC_F_STR, d->recipient, sizeof(d->recipient), NULL},
@@ -134,11 +138,16 @@ int ipc_get_outbound(const msgpack_object *r, struct outbound_decision *d)
         {"required", IPC_F_BOOL, &d->required, 0, NULL},
         {"rule", IPC_F_STR, d->rule, sizeof(d->rule), NULL},
         {"generation", IPC_F_U64, &d->generation, 0, NULL},
+        {"shadow", IPC_F_BOOL, &d->shadow, 0, NULL},
+        {"shadow_level", IPC_F_ENUM, &slevel, 0, ipc_level_names},
+        {"shadow_rule", IPC_F_STR, d->shadow_rule, sizeof(d->shadow_rule),
+         NULL},
     };
     char why[64];
 
     err = ipc_get_fields(r, f, COUNT(f), why, sizeof(why));
     d->level = (enum tls_level)level;
+    d->shadow_level = (enum tls_level)slevel;
     return err;
 }
 

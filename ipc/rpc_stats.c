@@ -67,9 +67,12 @@ static const struct {
     const char *name;
     size_t off, size;
 } event_strs[] = {
-    EVS(id),           EVS(tenant),     EVS(peer_domain), EVS(address),
-    EVS(mailbox),      EVS(relay),      EVS(status),      EVS(reply),
-    EVS(tls_protocol), EVS(tls_cipher), EVS(level),       EVS(rule),
+    EVS(id),           EVS(tenant),        EVS(peer_domain),
+    EVS(address),      EVS(mailbox),       EVS(relay),
+    EVS(status),       EVS(reply),         EVS(tls_protocol),
+    EVS(tls_cipher),   EVS(level),         EVS(rule),
+    EVS(tls_failure),  EVS(mx_host),       EVS(mx_ip),
+    EVS(shadow_level), EVS(shadow_result),
 };
 #undef EVS
 
