@@ -55,6 +55,57 @@ static const char *result_name(enum smtpout_result r)
     return r == RES_SENT ? "sent" : r == RES_BOUNCE ? "bounced" : "deferred";
 }
 
+/* What the shadow policy makes of this attempt's TLS outcome: "pass",
+ * "would-defer", or "unknown" when the attempt failed before any TLS
+ * step (connect, DNS). "" without a shadow policy. */
+static const char *shadow_result(const struct smtpout_rcpt *r)
+{
+    const struct smtpout_tls *t = &r->tls;
+    enum tls_level s = r->d.shadow_level;
+    bool up = t->protocol[0] != '\0';
+
+    if (!r->d.shadow)
+        return "";
+    if (s < TLS_ENCRYPT)
+        return "pass";
+    if (!up && !t->failure[0] && r->result != RES_SENT)
+        return "unknown";
+    if (!up || (s == TLS_VERIFY && !(t->chain_ok && t->name_ok)) ||
+        (s == TLS_SECURE && !(t->chain_ok && t->domain_ok)))
+        return "would-defer";
+    return "pass";
+}
+
+/* The log line of a delivery the shadow policy would have deferred. */
+static void log_shadow(const struct smtpout_msg *m, size_t i,
+                       const char *status)
+{
+    const struct smtpout_rcpt *r = &m->r[i];
+    char to[4 * ADDR_MAX], rule[3 * RULE_MAX];
+
+    log_warn("id=%s shadow-would-defer to=<%s> status=%s level=%s "
+             "shadow_level=%s shadow_rule=%s tls=%s verified=%s failure=%s",
+             m->q.id, log_escape(to, sizeof(to), m->q.rcpt[i].addr), status,
+             tls_level_name(r->d.level), tls_level_name(r->d.shadow_level),
+             log_escape(rule, sizeof(rule), r->d.shadow_rule),
+             r->tls.protocol[0] ? r->tls.protocol : "none",
+             r->tls.verified ? "yes" : "no",
+             r->tls.failure[0] ? r->tls.failure : "none");
+}
+
+/* Fills the report fields of an event: failure, MX, shadow outcome. */
+static void event_details(struct eng_event *ev, const struct smtpout_rcpt *r)
+{
+    snprintf(ev->tls_failure, sizeof(ev->tls_failure), "%s", r->tls.failure);
+    snprintf(ev->mx_host, sizeof(ev->mx_host), "%s", r->tls.mx_host);
+    snprintf(ev->mx_ip, sizeof(ev->mx_ip), "%s", r->tls.mx_ip);
+    if (r->d.shadow)
+        snprintf(ev->shadow_level, sizeof(ev->shadow_level), "%s",
+                 tls_level_name(r->d.shadow_level));
+    snprintf(ev->shadow_result, sizeof(ev->shadow_result), "%s",
+             shadow_result(r));
+}
+
 /* The one log line and the engine event of one recipient's attempt. */
 static void log_attempt(struct smtpout_msg *m, size_t i, const char *status)
 {
@@ -89,6 +140,9 @@ static void log_attempt(struct smtpout_msg *m, size_t i, const char *status)
     snprintf(ev.level, sizeof(ev.level), "%s", tls_level_name(r->d.level));
     snprintf(ev.rule, sizeof(ev.rule), "%s", r->d.rule);
     ev.generation = r->d.generation;
+    event_details(&ev, r);
+    if (!strcmp(ev.shadow_result, "would-defer"))
+        log_shadow(m, i, status);
     eng_send_event(m->so->eng, &ev);
 }
 
@@ -258,12 +312,22 @@ static void on_decision(void *ctx, int err, const struct outbound_decision *d)
 
 /* ---- grouping recipients into jobs ---- */
 
+/* The level a recipient's connection uses: its live level, raised from
+ * none to may when a shadow policy needs to see TLS (may never defers). */
+static enum tls_level conn_level(const struct smtpout_rcpt *r)
+{
+    if (r->d.level == TLS_NONE && r->d.shadow &&
+        r->d.shadow_level >= TLS_ENCRYPT)
+        return TLS_MAY;
+    return r->d.level;
+}
+
 /* True when recipients a and b can share one connection: same next hop,
  * same level, and for secure the same name to check. */
 static bool same_dest(const struct smtpout_rcpt *a,
                       const struct smtpout_rcpt *b)
 {
-    if (a->d.level != b->d.level || a->routed != b->routed)
+    if (conn_level(a) != conn_level(b) || a->routed != b->routed)
         return false;
     if (a->routed && (strcmp(a->route_host, b->route_host) != 0 ||
                       a->route_port != b->route_port))
@@ -316,7 +380,7 @@ static void dispatch_msg(struct smtpout_msg *m)
         m->pending++;
         smtpout_dispatch(m->so, j, r->d.domain,
                          r->routed ? r->route_host : NULL,
-                         r->routed ? r->route_port : 25, r->d.level);
+                         r->routed ? r->route_port : 25, conn_level(r));
     }
     free(taken);
     if (--m->pending == 0)

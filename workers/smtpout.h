@@ -29,6 +29,13 @@ struct smtpout_tls {
     char cipher[96];
     bool verified;
     bool fallback; /* level may, TLS not used: logged as such */
+    /* For reports and the shadow policy (docs/operator-tls.md). */
+    char failure[40];  /* RFC 8460 result type of a TLS failure, or "" */
+    char mx_host[256]; /* the host tried */
+    char mx_ip[48];    /* its address */
+    bool chain_ok;     /* the chain verified (when TLS was up) */
+    bool name_ok;      /* the certificate matched the MX host */
+    bool domain_ok;    /* it matched the recipient domain */
 };
 
 struct smtpout_msg;

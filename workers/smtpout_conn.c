@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -248,6 +249,8 @@ static void set_relay(struct smtpout_conn *c)
         port = ntohs(((struct sockaddr_in6 *)ss)->sin6_port);
     }
     sfmt(c->relay, sizeof(c->relay), "%s[%s]:%u", h->name, ip, port);
+    sfmt(c->tinfo.mx_host, sizeof(c->tinfo.mx_host), "%s", h->name);
+    sfmt(c->tinfo.mx_ip, sizeof(c->tinfo.mx_ip), "%s", ip);
 }
 
 static void on_dns(void *ctx, int err, const struct dns_hops *h)
@@ -467,8 +470,11 @@ static bool next_address(struct smtpout_conn *c)
 static void conn_setup_failed(struct smtpout_conn *c)
 {
     struct smtpout_dest *d = c->dest;
+    struct smtpout_tls last = c->tinfo; /* what failed, for the events */
     struct smtpout_job *j;
 
+    last.protocol[0] = last.cipher[0] = '\0'; /* nothing was sent on it */
+    last.verified = false;
     drop_transport(c);
     c->plaintext_only = false;
     if (c->fail_res != RES_BOUNCE && next_address(c)) {
@@ -482,7 +488,7 @@ static void conn_setup_failed(struct smtpout_conn *c)
      * the same way, so it is deferred now rather than retried in a storm
      * of connections. */
     while ((j = pop_job(d)))
-        job_fail(j, c->fail_res, c->fail_reply, c->relay, NULL);
+        job_fail(j, c->fail_res, c->fail_reply, c->relay, &last);
     conn_close(c);
 }
 
@@ -490,10 +496,14 @@ static void conn_setup_failed(struct smtpout_conn *c)
  * same address is allowed (and logged). */
 static void conn_plaintext_retry(struct smtpout_conn *c, const char *why)
 {
+    char failure[sizeof(c->tinfo.failure)];
+
     log_warn("id=C%" PRIu64 " tls-fallback relay=%s level=may reason=\"%s\" "
              "action=reconnect-plaintext",
              c->id, c->relay, why);
+    memcpy(failure, c->tinfo.failure, sizeof(failure));
     drop_transport(c);
+    memcpy(c->tinfo.failure, failure, sizeof(failure)); /* for the report */
     c->plaintext_only = true;
     conn_connect(c);
 }
@@ -573,6 +583,26 @@ static bool tls_required(const struct smtpout_conn *c)
     return c->dest->level >= TLS_ENCRYPT;
 }
 
+/* Notes the RFC 8460 result type of a TLS failure on this connection. */
+static void note_failure(struct smtpout_conn *c, const char *kind)
+{
+    sfmt(c->tinfo.failure, sizeof(c->tinfo.failure), "%s", kind);
+}
+
+/* The result type of a failed handshake, from what tlsio saw. */
+static const char *handshake_failure(struct tlsio *t, int status)
+{
+    struct tlsio_report rep;
+
+    if (status != TLSIO_EVERIFY || tlsio_report(t, &rep) != 0)
+        return "validation-failure";
+    if (rep.not_after > 0 && rep.not_after < (int64_t)time(NULL))
+        return "certificate-expired";
+    if (!rep.chain_ok)
+        return "certificate-not-trusted";
+    return "certificate-host-mismatch";
+}
+
 /* The TLS failure of a required level: deferred with code (4.7.4 not
  * offered, 4.7.5 failed); QUIT is sent where the session allows it. */
 static void fail_tls(struct smtpout_conn *c, const char *code, const char *why)
@@ -619,6 +649,7 @@ static void on_handshake(struct tlsio *t, int status, void *arg)
     char why[300];
 
     if (status != 0) {
+        note_failure(c, handshake_failure(t, status));
         sfmt(why, sizeof(why), "%s: %s",
              status == TLSIO_EVERIFY ? "certificate not verified"
                                      : "TLS handshake failed",
@@ -634,6 +665,8 @@ static void on_handshake(struct tlsio *t, int status, void *arg)
     sfmt(c->tinfo.protocol, sizeof(c->tinfo.protocol), "%s", rep.protocol);
     sfmt(c->tinfo.cipher, sizeof(c->tinfo.cipher), "%s", rep.cipher);
     c->tinfo.verified = rep.cert_verified;
+    c->tinfo.chain_ok = rep.chain_ok;
+    c->tinfo.name_ok = rep.name_ok;
     log_info("id=C%" PRIu64 " tls relay=%s protocol=%s cipher=%s verified=%s "
              "level=%s",
              c->id, c->relay, rep.protocol, rep.cipher,
@@ -667,6 +700,7 @@ static void start_tls(struct smtpout_conn *c)
     rc = tlsio_start(c->so->tls, c->tcp, false, &o, on_handshake, c, &c->tls);
     if (rc != 0) {
         c->tls = NULL;
+        note_failure(c, "validation-failure");
         if (!tls_required(c))
             conn_plaintext_retry(c, tlsio_strerror(rc));
         else
@@ -685,6 +719,7 @@ static void on_ehlo(struct smtpout_conn *c, const struct smtp_reply *r,
         return;
     }
     if (r->code != 250) {
+        note_failure(c, "starttls-not-supported");
         if (tls_required(c))
             fail_tls(c, "4.7.4", "EHLO was refused (no STARTTLS)");
         else {
@@ -704,6 +739,7 @@ static void on_ehlo(struct smtpout_conn *c, const struct smtp_reply *r,
         conn_cmd(c, C_STARTTLS, "STARTTLS");
         return;
     }
+    note_failure(c, "starttls-not-supported");
     if (tls_required(c))
         fail_tls(c, "4.7.4", "STARTTLS was not offered");
     else {
@@ -723,6 +759,7 @@ static void on_starttls(struct smtpout_conn *c, const struct smtp_reply *r,
         return;
     }
     sfmt(why, sizeof(why), "STARTTLS was refused: %s", line);
+    note_failure(c, "starttls-not-supported");
     if (tls_required(c))
         fail_tls(c, "4.7.5", why);
     else if (r->code == 421)
@@ -801,7 +838,12 @@ static void rcpt_reply(struct smtpout_conn *c, size_t i, int code,
     enum smtpout_result res = code < 300   ? RES_SENT
                               : code < 500 ? RES_DEFER
                                            : RES_BOUNCE;
+    const struct smtpout_rcpt *r = &c->job->m->r[c->job->idx[i]];
 
+    /* Whether the certificate names the recipient domain (for secure,
+     * also when it is only the shadow policy's level). */
+    c->tinfo.domain_ok =
+        c->tls_up && c->tls && tlsio_peer_name_matches(c->tls, r->d.domain);
     smtpout_rcpt_result(c->job->m, c->job->idx[i], res, line, c->relay,
                         &c->tinfo);
 }
