@@ -23,3 +23,8 @@ add_test(NAME bench_smoke
          COMMAND Python3::Interpreter ${CMAKE_CURRENT_LIST_DIR}/smoke.py
                  ${CMAKE_BINARY_DIR}/bin)
 set_tests_properties(bench_smoke PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77)
+add_test(NAME bench_smoke_smtp
+         COMMAND Python3::Interpreter ${CMAKE_CURRENT_LIST_DIR}/smoke.py
+                 ${CMAKE_BINARY_DIR}/bin smtp)
+set_tests_properties(bench_smoke_smtp PROPERTIES TIMEOUT 120
+                     SKIP_RETURN_CODE 77)

@@ -2,14 +2,19 @@
 """bench_smoke: tlsgate-bench against tlsgate-bench-limit on a free
 loopback port, about 20 TLS sessions (full, then resumed), and a check that
 the JSON record holds sane fields. Not a timing assertion. Also checks that
-a non-loopback target is refused. argv: BINDIR."""
+a non-loopback target is refused. argv: BINDIR [tls|smtp]; with "smtp"
+(bench_smoke_smtp) the other modes run against a real tlsgated (engine and
+one receiver): starttls with resumption, deliver (the messages must land
+in the Maildir), plain and lookup."""
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 SKIP = 77
 
@@ -39,7 +44,7 @@ def start_limit(bindir, cert, key):
     p = subprocess.Popen([os.path.join(bindir, "tlsgate-bench-limit"),
                           "--cert", cert, "--key", key, "--port", "0",
                           "--workers", "2"], stdout=subprocess.PIPE,
-                         text=True)
+                         text=True, start_new_session=True)
     line = p.stdout.readline()
     if "listening=127.0.0.1:" not in line:
         p.kill()
@@ -48,9 +53,9 @@ def start_limit(bindir, cert, key):
     return p, port
 
 
-def bench(bindir, port, pid, out, *extra):
-    r = subprocess.run([os.path.join(bindir, "tlsgate-bench"), "--mode", "tls",
-                        "--port", str(port), "--sessions", "20",
+def bench(bindir, port, pid, out, *extra, mode="tls", sessions=20):
+    r = subprocess.run([os.path.join(bindir, "tlsgate-bench"), "--mode", mode,
+                        "--port", str(port), "--sessions", str(sessions),
                         "--concurrency", "4", "--duration", "30",
                         "--server-pid", str(pid), "--json", out, "--quiet"] +
                        list(extra), capture_output=True, text=True,
@@ -89,9 +94,97 @@ def check_record(j, resumed):
         fail("resumed with --resume off")
 
 
+PLATFORM = "mail.example.net"
+MAILBOX = "gm@acme." + PLATFORM
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gateway(bindir, d, cert, key):
+    """tlsgated with the engine and inbound roles on a one-tenant store."""
+    env = dict(os.environ, TLSGATE_DB=os.path.join(d, "policy"))
+    env.pop("TLSGATE_FDS", None)
+    for cmd in (["init", "--platform-domain", PLATFORM],
+                ["tenant", "add", "acme"],
+                ["inbound", "mailbox", "add", "acme", MAILBOX]):
+        subprocess.run([os.path.join(bindir, "tlsgate-admin")] + cmd,
+                       env=env, check=True, capture_output=True, timeout=30)
+    port = free_port()
+    log = open(os.path.join(d, "gateway.log"), "wb")
+    p = subprocess.Popen([os.path.join(bindir, "tlsgated"), "--state-dir", d,
+                          "--roles", "engine,inbound", "--inbound-listen",
+                          "127.0.0.1:%d" % port, "--inbound-workers", "1",
+                          "--tls-cert", cert, "--tls-key", key,
+                          "--hostname", "mx.test"], stdout=log,
+                         stderr=subprocess.STDOUT, env=env,
+                         start_new_session=True)
+    end = time.time() + 20
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 1) as c:
+                c.settimeout(5)
+                if c.recv(100).startswith(b"220"):
+                    return p, port
+        except OSError:
+            time.sleep(0.1)
+        if p.poll() is not None:
+            break
+    stop(p)
+    fail("tlsgated did not answer:\n" +
+         open(os.path.join(d, "gateway.log")).read()[-3000:])
+
+
+def stop(p):
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def check_smtp_modes(bindir, d, port, pid):
+    """starttls (resumed), deliver and plain against a real receiver."""
+    j = bench(bindir, port, pid, os.path.join(d, "st.json"), "--resume",
+              "on", mode="starttls")
+    phases = ("connect", "banner", "ehlo_plain", "starttls", "handshake",
+              "ehlo", "quit", "session")
+    if j["sessions"] != 20 or j["failed"] or j["resumed"] < 12 or any(
+            j["latency_ms"].get(ph, {}).get("n") != 20 for ph in phases):
+        fail("starttls run: %r" % j)
+    j = bench(bindir, port, pid, os.path.join(d, "dl.json"), "--size", "2000",
+              "--to", MAILBOX, mode="deliver", sessions=5)
+    if j["sessions"] != 5 or j["failed"] or \
+            j["latency_ms"]["body"]["n"] != 5:
+        fail("deliver run: %r" % j)
+    new = os.path.join(d, "mail", "acme", "gm", "new")
+    msgs = os.listdir(new) if os.path.isdir(new) else []
+    if len(msgs) != 5 or any(os.path.getsize(os.path.join(new, m)) < 2000
+                             for m in msgs):
+        fail("deliver: %d messages in %s" % (len(msgs), new))
+    j = bench(bindir, port, pid, os.path.join(d, "pl.json"), mode="plain")
+    if j["sessions"] != 20 or j["handshakes"] != 0 or "handshake" in \
+            j["latency_ms"]:
+        fail("plain run: %r" % j)
+    j = bench(bindir, 2525, pid, os.path.join(d, "lk.json"), "--engine-socket",
+              os.path.join(d, "engine.sock"), "--to", MAILBOX, mode="lookup",
+              sessions=200)
+    if j["sessions"] != 200 or j["failed"] or \
+            j["latency_ms"]["lookup"]["n"] != 200:
+        fail("lookup run: %r" % j)
+
+
 def main():
-    bindir = sys.argv[1]
-    for prog in ("tlsgate-bench", "tlsgate-bench-limit"):
+    bindir, which = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "tls"
+    need = ["tlsgate-bench", "tlsgate-bench-limit"] if which == "tls" else \
+        ["tlsgate-bench", "tlsgated", "tlsgate-engine", "tlsgate-smtpin",
+         "tlsgate-admin"]
+    for prog in need:
         if not os.access(os.path.join(bindir, prog), os.X_OK):
             print("SKIP: %s not built" % prog)
             return SKIP
@@ -99,13 +192,18 @@ def main():
         print("SKIP: certtool not installed")
         return SKIP
     d = tempfile.mkdtemp(prefix="tg-bench-smoke-")
-    limit = None
+    server = None
     try:
         cert, key = make_cert(d)
-        limit, port = start_limit(bindir, cert, key)
-        full = bench(bindir, port, limit.pid, os.path.join(d, "full.json"))
+        if which == "smtp":
+            server, port = start_gateway(bindir, d, cert, key)
+            check_smtp_modes(bindir, d, port, server.pid)
+            print("ok: starttls, deliver, plain and lookup modes")
+            return 0
+        server, port = start_limit(bindir, cert, key)
+        full = bench(bindir, port, server.pid, os.path.join(d, "full.json"))
         check_record(full, False)
-        res = bench(bindir, port, limit.pid, os.path.join(d, "res.json"),
+        res = bench(bindir, port, server.pid, os.path.join(d, "res.json"),
                     "--resume", "on")
         check_record(res, True)
         r = subprocess.run([os.path.join(bindir, "tlsgate-bench"), "--host",
@@ -115,13 +213,8 @@ def main():
             fail("non-loopback target not refused: %d %s" % (r.returncode,
                                                              r.stderr))
     finally:
-        if limit:
-            limit.send_signal(signal.SIGTERM)
-            try:
-                limit.wait(10)
-            except subprocess.TimeoutExpired:
-                limit.kill()
-                limit.wait()
+        if server:
+            stop(server)
         shutil.rmtree(d, ignore_errors=True)
     print("ok: %.1f sessions/s full, %.1f resumed; server %.3f ms/session" %
           (full["sessions_per_s"], res["sessions_per_s"],
