@@ -367,6 +367,7 @@ static void on_tick(uv_timer_t *t)
     bench_sess_check_timeouts(r);
     if (now >= hard)
         bench_sess_abort_all(r);
+    bench_sess_start_all(r); /* slots whose last connect failed */
     bench_maybe_finish(r);
 }
 

@@ -217,12 +217,13 @@ static void slot_end(struct bench_slot *s, bool ok)
         uv_close((uv_handle_t *)&s->poll, on_closed);
         return;
     }
-    close(s->fd);
+    /* No socket or no connect: the once-a-second tick starts the slot
+     * again, so a failure that repeats (EMFILE, no free port) is not a
+     * busy loop. */
+    if (s->fd >= 0)
+        close(s->fd);
     s->fd = -1;
-    if (bench_may_start(r))
-        slot_begin(s);
-    else
-        bench_maybe_finish(r);
+    bench_maybe_finish(r);
 }
 
 static void slot_fail(struct bench_slot *s, enum bench_err e, const char *msg)
