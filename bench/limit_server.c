@@ -109,6 +109,8 @@ static void conn_wait(struct conn *c)
     uv_poll_start(&c->poll, dir ? UV_WRITABLE : UV_READABLE, on_conn);
 }
 
+/* A fresh server session on an accepted socket; GnuTLS reads and writes
+ * the socket itself. */
 static void conn_new(int fd)
 {
     struct conn *c = calloc(1, sizeof(*c));
@@ -131,6 +133,7 @@ static void conn_new(int fd)
     conn_step(c);
 }
 
+/* Accepts every queued connection; the workers race for them. */
 static void on_accept(uv_poll_t *h, int status, int events)
 {
     for (;;) {
@@ -162,6 +165,8 @@ static int worker_main(void)
     return 0;
 }
 
+/* Binds L.host:L.port (127.0.0.0/8 only; port 0 picks one) and listens.
+ * Returns the socket or -1. */
 static int listen_loopback(void)
 {
     struct sockaddr_in a = {.sin_family = AF_INET};
@@ -187,6 +192,8 @@ static int listen_loopback(void)
     return fd;
 }
 
+/* Credentials, priority string and the one ticket key every worker
+ * shares (made before the fork). Returns 0 or -1. */
 static int tls_setup(void)
 {
     const char *pos = NULL;
