@@ -20,12 +20,19 @@
 #define ADM_USAGE 2 /* the command line itself cannot be understood */
 
 /* Options a command may accept (bit flags in struct adm_cmd.opts). */
-#define OPT_FROM         0x01 /* --from ADDRESS */
-#define OPT_LEVEL        0x02 /* --level LEVEL */
-#define OPT_ACTION       0x04 /* --action reject|discard */
-#define OPT_PLATFORM     0x08 /* --platform-domain DOMAIN */
-#define OPT_TLS          0x10 /* --tls */
-#define OPT_DEFAULT_FROM 0x20 /* --default-from */
+#define OPT_FROM         0x01   /* --from ADDRESS */
+#define OPT_LEVEL        0x02   /* --level LEVEL */
+#define OPT_ACTION       0x04   /* --action reject|discard */
+#define OPT_PLATFORM     0x08   /* --platform-domain DOMAIN */
+#define OPT_TLS          0x10   /* --tls */
+#define OPT_DEFAULT_FROM 0x20   /* --default-from */
+#define OPT_HOST         0x40   /* --host HOST:PORT (probe) */
+#define OPT_CA_FILE      0x80   /* --ca-file FILE (probe) */
+#define OPT_WAIT         0x100  /* --wait SECONDS (test send) */
+#define OPT_LAST         0x200  /* --last N (test receive) */
+#define OPT_SINCE        0x400  /* --since WHEN (reports) */
+#define OPT_UNTIL        0x800  /* --until WHEN (reports) */
+#define OPT_STATE        0x1000 /* --state-dir DIR (events, queue, mail) */
 
 #define ADM_ARGS_MAX 4
 
@@ -37,6 +44,7 @@ struct adm_ctx {
     const char *args[ADM_ARGS_MAX]; /* positional arguments */
     const char *from, *level, *action, *platform;
     bool tls, default_from;
+    const char *host, *ca_file, *wait, *last, *since, *until, *state;
 };
 
 struct adm_cmd {
@@ -171,5 +179,12 @@ int adm_cmd_show(struct adm_ctx *c);
 int adm_cmd_status(struct adm_ctx *c);
 int adm_cmd_export(struct adm_ctx *c);
 int adm_cmd_import(struct adm_ctx *c);
+int adm_cmd_outbound_shadow(struct adm_ctx *c);
+int adm_cmd_probe(struct adm_ctx *c);
+int adm_cmd_test_send(struct adm_ctx *c);
+int adm_cmd_test_receive(struct adm_ctx *c);
+int adm_cmd_report_readiness(struct adm_ctx *c);
+int adm_cmd_report_tlsrpt(struct adm_ctx *c);
+int adm_cmd_report_audit(struct adm_ctx *c);
 
 #endif

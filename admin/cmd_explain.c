@@ -29,12 +29,17 @@ static void adm_outbound_text(const struct outbound_decision *d)
     adm_table_row(&t, "required", d->required ? "yes" : "no");
     adm_table_row(&t, "rule", d->rule);
     adm_table_row(&t, "generation", gen);
+    if (d->shadow) {
+        adm_table_row(&t, "shadow level", tls_level_name(d->shadow_level));
+        adm_table_row(&t, "shadow rule", d->shadow_rule);
+    }
     adm_table_print(&t, stdout);
 }
 
 /* policy_outbound for (tenant, recipient) on one read transaction. */
 int adm_cmd_explain_outbound(struct adm_ctx *c)
 {
+    json_t *doc;
     struct outbound_decision d;
     struct addr a;
     struct store *st;
@@ -54,12 +59,17 @@ int adm_cmd_explain_outbound(struct adm_ctx *c)
         adm_outbound_text(&d);
         return ADM_OK;
     }
-    return adm_json_out(
-        json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:I}", "tenant", d.tenant,
-                  "recipient", d.recipient, "domain", d.domain, "level",
-                  tls_level_name(d.level), "required", d.required, "rule",
-                  d.rule, "generation", (json_int_t)d.generation),
-        stdout, false);
+    doc = json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:I}", "tenant", d.tenant,
+                    "recipient", d.recipient, "domain", d.domain, "level",
+                    tls_level_name(d.level), "required", d.required, "rule",
+                    d.rule, "generation", (json_int_t)d.generation);
+    if (doc && d.shadow) /* the shadow policy's answer, beside the live one */
+        json_object_set_new(doc, "shadow",
+                            json_pack("{s:s, s:b, s:s}", "level",
+                                      tls_level_name(d.shadow_level),
+                                      "required", d.shadow_level >= TLS_ENCRYPT,
+                                      "rule", d.shadow_rule));
+    return adm_json_out(doc, stdout, false);
 }
 
 /* explain inbound as aligned "field  value" lines. */

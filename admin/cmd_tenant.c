@@ -280,12 +280,16 @@ int adm_tenant_print(struct store_txn *txn, const struct tenant_info *t,
 {
     json_t *full, *ob, *ib;
     struct adm_table tab;
-    char from[ADDR_MAX + 16], allow[64];
+    char from[ADDR_MAX + 16], allow[64], shadow[64] = "off";
 
     if (adm_tenant_json(txn, t, &full) != ADM_OK)
         return ADM_FAIL;
     ob = json_object_get(full, "outbound");
     ib = json_object_get(full, "inbound");
+    if (t->shadow_mode != MODE_OFF)
+        snprintf(shadow, sizeof(shadow), "mode %s, level %s",
+                 out_mode_name(t->shadow_mode),
+                 tls_level_name(t->shadow_level));
     snprintf(from, sizeof(from), "%s%s", t->from,
              t->from_is_default ? " (default)" : "");
     snprintf(allow, sizeof(allow), "%s, action %s", t->allowlist ? "on" : "off",
@@ -296,6 +300,7 @@ int adm_tenant_print(struct store_txn *txn, const struct tenant_info *t,
     adm_table_row(&tab, "from", from);
     adm_table_row(&tab, "outbound mode", out_mode_name(t->mode));
     adm_table_row(&tab, "default level", tls_level_name(t->default_level));
+    adm_table_row(&tab, "shadow", shadow);
     adm_table_row(&tab, "inbound tls",
                   adm_inbound_tls_name(t->inbound_tls_required));
     adm_table_row(&tab, "allowlist", allow);

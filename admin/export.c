@@ -79,6 +79,11 @@ static int adm_outbound_json(struct store_txn *txn, const struct tenant_info *t,
     *out = json_pack("{s:s, s:s, s:o}", "mode", out_mode_name(t->mode),
                      "default_level", tls_level_name(t->default_level),
                      "domains", domains);
+    if (*out && t->shadow_mode != MODE_OFF) /* absent when off */
+        json_object_set_new(*out, "shadow",
+                            json_pack("{s:s, s:s}", "level",
+                                      tls_level_name(t->shadow_level), "mode",
+                                      out_mode_name(t->shadow_mode)));
     return *out ? ADM_OK : adm_err("out of memory");
 }
 

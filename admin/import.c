@@ -246,11 +246,38 @@ static int imp_entry(struct adm_import *im, json_t *domains, json_t *seen,
     return ADM_OK;
 }
 
+/* The optional shadow object {"mode", "level"} (docs/operator-tls.md). */
+static int imp_shadow(struct adm_import *im, json_t *sh)
+{
+    static const char *const keys[] = {"mode", "level", NULL};
+    const char *mode_s, *lvl_s;
+    enum out_mode mode;
+    enum tls_level lvl;
+    int rc;
+
+    if (!sh)
+        return ADM_OK;
+    if (imp_keys(im, "outbound.shadow", sh, keys) != ADM_OK ||
+        imp_str(im, sh, "mode", "off", &mode_s) != ADM_OK ||
+        imp_str(im, sh, "level", "encrypt", &lvl_s) != ADM_OK)
+        return ADM_FAIL;
+    if (out_mode_parse(mode_s, &mode) < 0)
+        return imp_err(im, "outbound.shadow.mode",
+                       "'%s' is not off, all or domains", mode_s);
+    if (tls_level_parse(lvl_s, &lvl) < 0 || lvl < TLS_ENCRYPT)
+        return imp_err(im, "outbound.shadow.level",
+                       "'%s' is not encrypt, verify or secure", lvl_s);
+    if (im->txn &&
+        (rc = store_outbound_shadow(im->txn, im->tenant, mode, lvl)) < 0)
+        return imp_store(im, "outbound.shadow", rc, mode_s);
+    return ADM_OK;
+}
+
 /* The outbound object: mode, default level, domain entries. */
 static int imp_outbound(struct adm_import *im, json_t *ob)
 {
     static const char *const keys[] = {"mode", "default_level", "domains",
-                                       NULL};
+                                       "shadow", NULL};
     json_t *domains = json_object_get(ob, "domains"), *seen, *v;
     const char *mode_s, *lvl_s, *key;
     enum out_mode mode;
@@ -269,6 +296,8 @@ static int imp_outbound(struct adm_import *im, json_t *ob)
                        "'%s' is not encrypt, verify or secure", lvl_s);
     if (im->txn && (rc = store_outbound_mode(im->txn, im->tenant, mode, lvl)))
         return imp_store(im, "outbound.mode", rc, mode_s);
+    if (imp_shadow(im, json_object_get(ob, "shadow")) != ADM_OK)
+        return ADM_FAIL;
     if (domains && !json_is_object(domains))
         return imp_err(im, "outbound.domains", "must be an object");
 

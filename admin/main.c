@@ -79,6 +79,31 @@ const struct adm_cmd adm_cmds[] = {
      "Writes the whole policy as JSON to FILE, or to stdout."},
     {"import", "FILE|-", 1, 1, 0, adm_cmd_import,
      "Replaces the whole policy with FILE (- for stdin), all or nothing."},
+    {"outbound shadow", "NAME off|all|domains [--level encrypt|verify|secure]",
+     2, 2, OPT_LEVEL, adm_cmd_outbound_shadow,
+     "Sets the shadow policy: evaluated beside the live one, it counts "
+     "what it would defer without deferring (docs/operator-tls.md)."},
+    {"probe", "DOMAIN [--host HOST:PORT] [--ca-file FILE]", 1, 1,
+     OPT_HOST | OPT_CA_FILE, adm_cmd_probe,
+     "Connects to DOMAIN's next hops, STARTTLS, and reports TLS, the "
+     "certificate and which levels would deliver; sends no mail."},
+    {"test send", "NAME RECIPIENT [--wait SECONDS] [--state-dir DIR]", 2, 2,
+     OPT_WAIT | OPT_STATE, adm_cmd_test_send,
+     "Queues a test message from tenant NAME and reports its outcome."},
+    {"test receive", "NAME [--from DOMAIN] [--last N] [--state-dir DIR]", 1, 1,
+     OPT_FROM | OPT_LAST | OPT_STATE, adm_cmd_test_receive,
+     "Shows the TLS details of the latest messages in NAME's mailboxes."},
+    {"report readiness", "NAME [--since WHEN] [--until WHEN] [--state-dir DIR]",
+     1, 1, OPT_SINCE | OPT_UNTIL | OPT_STATE, adm_cmd_report_readiness,
+     "Per recipient domain: messages, TLS, verified TLS, and what would "
+     "fail under all (encrypt) or verify."},
+    {"report tlsrpt", "NAME [--since WHEN] [--until WHEN] [--state-dir DIR]", 1,
+     1, OPT_SINCE | OPT_UNTIL | OPT_STATE, adm_cmd_report_tlsrpt,
+     "Prints the tenant's TLS report in the RFC 8460 JSON format."},
+    {"report audit", "NAME [--since WHEN] [--state-dir DIR]", 1, 1,
+     OPT_SINCE | OPT_STATE, adm_cmd_report_audit,
+     "Listed domains not under a required level, and required domains "
+     "whose recent deliveries failed."},
     {NULL, NULL, 0, 0, 0, NULL, NULL},
 };
 
@@ -87,9 +112,19 @@ static const struct {
     unsigned flag;
     bool value;
 } adm_opts[] = {
-    {"--from", OPT_FROM, true},     {"--level", OPT_LEVEL, true},
-    {"--action", OPT_ACTION, true}, {"--platform-domain", OPT_PLATFORM, true},
-    {"--tls", OPT_TLS, false},      {"--default-from", OPT_DEFAULT_FROM, false},
+    {"--from", OPT_FROM, true},
+    {"--level", OPT_LEVEL, true},
+    {"--action", OPT_ACTION, true},
+    {"--platform-domain", OPT_PLATFORM, true},
+    {"--tls", OPT_TLS, false},
+    {"--default-from", OPT_DEFAULT_FROM, false},
+    {"--host", OPT_HOST, true},
+    {"--ca-file", OPT_CA_FILE, true},
+    {"--wait", OPT_WAIT, true},
+    {"--last", OPT_LAST, true},
+    {"--since", OPT_SINCE, true},
+    {"--until", OPT_UNTIL, true},
+    {"--state-dir", OPT_STATE, true},
 };
 
 /* What the parser collected before the command is known. */
@@ -131,6 +166,19 @@ static void adm_cmd_help(const struct adm_cmd *cmd)
     printf("\n%s\n", cmd->help);
 }
 
+/* Stores the value of an option of the TLS reporting commands. */
+static void adm_set_opt2(struct adm_ctx *c, unsigned flag, const char *v)
+{
+    const char **slot[] = {&c->host,  &c->ca_file, &c->wait, &c->last,
+                           &c->since, &c->until,   &c->state};
+    const unsigned flags[] = {OPT_HOST,  OPT_CA_FILE, OPT_WAIT, OPT_LAST,
+                              OPT_SINCE, OPT_UNTIL,   OPT_STATE};
+
+    for (size_t k = 0; k < sizeof(flags) / sizeof(flags[0]); k++)
+        if (flag == flags[k])
+            *slot[k] = v;
+}
+
 /* Stores an option's value in c. */
 static void adm_set_opt(struct adm_ctx *c, unsigned flag, const char *v)
 {
@@ -153,6 +201,8 @@ static void adm_set_opt(struct adm_ctx *c, unsigned flag, const char *v)
     case OPT_DEFAULT_FROM:
         c->default_from = true;
         break;
+    default:
+        adm_set_opt2(c, flag, v);
     }
 }
 

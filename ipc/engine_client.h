@@ -72,6 +72,7 @@ struct eng_event {
                                certificate-host-mismatch, ... */
     char mx_host[256];      /* the host tried (MX or route host) */
     char mx_ip[48];         /* its address */
+    char src_ip[48];        /* the sender's own address on that connection */
     char shadow_level[16];  /* the shadow policy's level, "" without one */
     char shadow_result[16]; /* "pass" or "would-defer" */
 };

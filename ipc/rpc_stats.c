@@ -72,7 +72,7 @@ static const struct {
     EVS(status),       EVS(reply),         EVS(tls_protocol),
     EVS(tls_cipher),   EVS(level),         EVS(rule),
     EVS(tls_failure),  EVS(mx_host),       EVS(mx_ip),
-    EVS(shadow_level), EVS(shadow_result),
+    EVS(shadow_level), EVS(shadow_result), EVS(src_ip),
 };
 #undef EVS
 

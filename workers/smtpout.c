@@ -99,6 +99,7 @@ static void event_details(struct eng_event *ev, const struct smtpout_rcpt *r)
     snprintf(ev->tls_failure, sizeof(ev->tls_failure), "%s", r->tls.failure);
     snprintf(ev->mx_host, sizeof(ev->mx_host), "%s", r->tls.mx_host);
     snprintf(ev->mx_ip, sizeof(ev->mx_ip), "%s", r->tls.mx_ip);
+    snprintf(ev->src_ip, sizeof(ev->src_ip), "%s", r->tls.src_ip);
     if (r->d.shadow)
         snprintf(ev->shadow_level, sizeof(ev->shadow_level), "%s",
                  tls_level_name(r->d.shadow_level));

@@ -33,6 +33,7 @@ struct smtpout_tls {
     char failure[40];  /* RFC 8460 result type of a TLS failure, or "" */
     char mx_host[256]; /* the host tried */
     char mx_ip[48];    /* its address */
+    char src_ip[48];   /* our address on the connection */
     bool chain_ok;     /* the chain verified (when TLS was up) */
     bool name_ok;      /* the certificate matched the MX host */
     bool domain_ok;    /* it matched the recipient domain */

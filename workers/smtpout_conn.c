@@ -402,6 +402,22 @@ static void on_plain_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     c->state <= C_EHLO2 ? conn_setup_failed(c) : conn_close(c);
 }
 
+/* Keeps our own address on the connection (RFC 8460 sending-mta-ip). */
+static void note_source(struct smtpout_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    const void *a;
+
+    c->tinfo.src_ip[0] = '\0';
+    if (uv_tcp_getsockname(c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    a = ss.ss_family == AF_INET
+            ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+            : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+    inet_ntop(ss.ss_family, a, c->tinfo.src_ip, sizeof(c->tinfo.src_ip));
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     struct smtpout_conn *c = req->data;
@@ -417,6 +433,7 @@ static void on_connect(uv_connect_t *req, int status)
         conn_setup_failed(c);
         return;
     }
+    note_source(c);
     c->state = C_BANNER;
     c->tcp->data = c;
     uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_plain_read);
