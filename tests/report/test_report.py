@@ -1,0 +1,278 @@
+"""TLS testing and reporting (issue 7), with real processes on loopback:
+tlsgate-admin probe against tlsgate-smtpin and the outbound tests' hostile
+peer (no STARTTLS, self-signed, expired, wrong name, untrusted chain);
+real deliveries through tlsgate-smtpout to those peers, then the
+readiness, shadow, audit and RFC 8460 reports from the engine's events."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "outbound"))
+import outlib  # noqa: E402
+from outlib import check, wait_for  # noqa: E402
+
+
+def admin_json(env, *args, rc=0):
+    r = subprocess.run([env.bin("tlsgate-admin")] + list(args) + ["--json"],
+                       env=env.env, capture_output=True, text=True,
+                       timeout=60)
+    check(r.returncode == rc, "tlsgate-admin %s: rc %d: %s" %
+          (" ".join(args), r.returncode, r.stderr))
+    return json.loads(r.stdout) if r.stdout else None
+
+
+def probe(env, port, ca=None, rc=0):
+    args = ["probe", "vendor.example", "--host", "127.0.0.1:%d" % port]
+    if ca:
+        args += ["--ca-file", ca]
+    doc = admin_json(env, *args, rc=rc)
+    check(doc["domain"] == "vendor.example" and doc["via"] == "option",
+          "probe header %r" % doc)
+    check(len(doc["hosts"]) == 1, "one host %r" % doc)
+    return doc["hosts"][0]
+
+
+def test_probe(env, certs, ca):
+    """Each certificate case says exactly what happened."""
+    plain = outlib.Peer(env, "plain", mode="normal")
+    h = probe(env, plain.port)
+    check(h["starttls_offered"] is False and "tls" not in h,
+          "no STARTTLS: %r" % h)
+    check(h["levels"] == {"may": True, "encrypt": False, "verify": False,
+                          "secure": False}, "levels without TLS %r" % h)
+    cases = {
+        "good": (True, True, False, {"may": True, "encrypt": True,
+                                     "verify": False, "secure": False}),
+        "selfsigned": (False, False, False, None),
+        "expired": (False, False, True, None),
+        "wrongname": (True, False, False, None),
+        "untrusted": (False, False, False, None),
+    }
+    for name, (chain, mx, expired, levels) in cases.items():
+        peer = outlib.Peer(env, "p-" + name, mode="normal", cert=certs[name])
+        h = probe(env, peer.port, ca=ca)
+        t = h.get("tls")
+        check(h["starttls_offered"] is True and t, "%s: TLS %r" % (name, h))
+        check(t["protocol"].startswith("TLS1."), "%s protocol" % name)
+        check(t["cipher"].startswith("TLS_"), "%s cipher %r" % (name, t))
+        check(t["chain_verified"] is chain, "%s chain %r" % (name, t))
+        # the MX name is the address literal 127.0.0.1: never a match
+        check(t["name_matches_mx"] is False, "%s mx name %r" % (name, t))
+        check(t["expired"] is expired, "%s expired %r" % (name, t))
+        check(len(t["chain"]) >= 1 and t["chain"][0]["subject"],
+              "%s chain %r" % (name, t))
+        check(t["chain"][0]["not_after"].endswith("Z"), "%s validity" % name)
+        want_names = {"good": ["localhost"], "wrongname": ["wrong.example"],
+                      "untrusted": ["localhost"], "selfsigned": ["localhost"],
+                      "expired": ["localhost"]}[name]
+        check(t["chain"][0]["names"] == want_names, "%s names %r" % (name, t))
+        check(h["levels"]["encrypt"] is True and
+              h["levels"]["verify"] is False, "%s levels %r" % (name, h))
+        if levels:
+            check(h["levels"] == levels, "%s levels %r" % (name, h))
+    # nothing listens: a clear error and status 1
+    port = plain.port
+    plain.proc.terminate()
+    plain.proc.wait(timeout=10)
+    h = probe(env, port, rc=1)
+    check(h["error"] == "connection refused", "refused %r" % h)
+    # the probe never sent MAIL FROM
+    for peer_rec in os.listdir(env.dir):
+        if peer_rec.endswith(".rec"):
+            with open(env.path(peer_rec)) as f:
+                check("MAIL" not in f.read(), "probe sent MAIL FROM")
+
+
+def test_probe_smtpin(env):
+    """The project's own receiver with its generated certificate."""
+    port_file = env.path("smtpin.port")
+    sock = __import__("socket").socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    log = open(env.path("smtpin.log"), "a")
+    p = subprocess.Popen(
+        [env.bin("tlsgate-smtpin"), "--state-dir", env.dir,
+         "--inbound-listen", "127.0.0.1:%d" % port, "--hostname", "localhost"],
+        env=env.env, stdout=log, stderr=log,
+        preexec_fn=outlib._die_with_parent)
+    env.procs.append(p)
+    del port_file
+    sock = __import__("socket")
+
+    def up():
+        try:
+            sock.create_connection(("127.0.0.1", port), 1).close()
+            return True
+        except OSError:
+            return False
+    wait_for(up, 20, "tlsgate-smtpin")
+    cert = env.path("tls", "cert.pem")
+    h = probe(env, port, ca=cert if os.path.exists(cert) else None)
+    t = h["tls"]
+    check(h["banner"] == 220 and h["starttls_offered"] is True, "smtpin %r" % h)
+    check(t["protocol"] in ("TLS1.3", "TLS1.2"), "smtpin protocol %r" % t)
+    check("localhost" in t["chain"][0]["names"], "smtpin names %r" % t)
+    p.terminate()
+    p.wait(timeout=30)
+
+
+def deliver(env, rcpt):
+    code, err = env.sendmail(["-f", "noreply@acme." + outlib.PLATFORM,
+                              "--tenant", "acme", rcpt],
+                             "Subject: t\n\nhello\n")
+    check(code == 0, "sendmail %s: %s" % (rcpt, err))
+
+
+def events_for(env, n, timeout=60):
+    """Waits until the readiness report counts n attempts."""
+    def count():
+        doc = admin_json(env, "report", "readiness", "acme", "--since", "1h")
+        got = sum(d["attempts"] for d in doc["domains"].values())
+        return doc if got >= n else None
+    return wait_for(count, timeout, "%d delivery events" % n)
+
+
+def test_reports(env, certs, ca):
+    """Known deliveries: good.example gets verified-name-less TLS
+    (encrypt), plain.example has no STARTTLS, bad.example an untrusted
+    certificate; a shadow policy all/verify is on, live mode off."""
+    good = outlib.Peer(env, "r-good", cert=certs["good"])
+    plain = outlib.Peer(env, "r-plain")
+    bad = outlib.Peer(env, "r-bad", cert=certs["untrusted"])
+    env.admin("route", "add", "good.example", "localhost:%d" % good.port)
+    env.admin("route", "add", "plain.example", "127.0.0.1:%d" % plain.port)
+    env.admin("route", "add", "bad.example", "localhost:%d" % bad.port)
+    env.admin("route", "add", "req.example", "127.0.0.1:%d" % plain.port)
+    env.admin("outbound", "add", "acme", "good.example", "--level", "may")
+    env.admin("outbound", "add", "acme", "req.example", "--level", "encrypt")
+    env.admin("outbound", "shadow", "acme", "all", "--level", "verify")
+    ex = admin_json(env, "explain", "outbound", "acme", "x@plain.example")
+    check(ex["level"] == "none" and ex["shadow"] == {
+        "level": "verify", "required": True, "rule": "default:mode=all"},
+        "explain shows both %r" % ex)
+    show = admin_json(env, "tenant", "show", "acme")
+    check(show["outbound"]["shadow"] == {"mode": "all", "level": "verify"},
+          "tenant show %r" % show)
+
+    env.start_engine()
+    sender = env.start_sender(["--tls-ca-file", ca])
+    for _ in range(2):
+        deliver(env, "a@good.example")
+    deliver(env, "b@plain.example")
+    deliver(env, "c@bad.example")
+    events_for(env, 4)
+    env.admin("outbound", "mode", "acme", "domains")
+    deliver(env, "d@req.example")  # encrypt, no STARTTLS: deferred
+    doc = events_for(env, 5)
+    env.stop_sender(sender)
+
+    d = doc["domains"]
+    check(d["good.example"]["messages"] == 2 and
+          d["good.example"]["sent"] == 2 and d["good.example"]["tls"] == 2,
+          "good counts %r" % d["good.example"])
+    check(d["good.example"]["verified"] == 2 and
+          d["good.example"]["under_all"] == "ok" and
+          d["good.example"]["under_verify"] == "ok", "good %r" % d)
+    check(d["plain.example"]["plaintext"] == 1 and
+          d["plain.example"]["under_all"] == "fail" and
+          d["plain.example"]["failures"] == {"starttls-not-supported": 1},
+          "plain %r" % d["plain.example"])
+    check(d["bad.example"]["tls"] == 1 and d["bad.example"]["verified"] == 0
+          and d["bad.example"]["under_all"] == "ok" and
+          d["bad.example"]["under_verify"] == "fail", "bad %r" % d)
+    check(d["req.example"]["deferred"] == 1 and d["req.example"]["sent"] == 0,
+          "req %r" % d["req.example"])
+    check(sorted(doc["would_fail_all"]) == ["plain.example", "req.example"],
+          "would fail all %r" % doc["would_fail_all"])
+    check(sorted(doc["would_fail_verify"]) ==
+          ["bad.example", "plain.example", "req.example"],
+          "would fail verify %r" % doc)
+    # shadow all/verify: good passes (CA-verified localhost), plain and bad
+    # would have been deferred although they were sent
+    check(d["good.example"]["shadow"]["pass"] == 2 and
+          d["plain.example"]["shadow"]["would_defer"] == 1 and
+          d["bad.example"]["shadow"]["would_defer"] == 1,
+          "shadow counts %r" % d)
+    check(len(env.log_lines("shadow-would-defer")) >= 2, "shadow log lines")
+
+    rpt = admin_json(env, "report", "tlsrpt", "acme", "--since", "1h")
+    check_rfc8460(rpt)
+    pols = {p["policy"]["policy-domain"]: p for p in rpt["policies"]}
+    check(pols["good.example"]["summary"] == {
+        "total-successful-session-count": 2,
+        "total-failure-session-count": 0}, "tlsrpt good %r" % pols)
+    check(pols["plain.example"]["summary"]["total-failure-session-count"] == 1
+          and pols["req.example"]["summary"][
+              "total-failure-session-count"] == 1, "tlsrpt fail %r" % pols)
+    fd = pols["req.example"]["failure-details"][0]
+    check(fd["result-type"] == "starttls-not-supported" and
+          fd["receiving-mx-hostname"] == "127.0.0.1" and
+          fd["receiving-ip"] == "127.0.0.1" and
+          fd["sending-mta-ip"] == "127.0.0.1" and
+          fd["failed-session-count"] == 1, "failure details %r" % fd)
+
+    audit = admin_json(env, "report", "audit", "acme", "--since", "1h")
+    weak = {w["domain"]: w for w in audit["not_required"]}
+    check(set(weak) == {"good.example"}, "audit weak %r" % audit)
+    failed = {f["domain"]: f for f in audit["failed_required"]}
+    check(set(failed) == {"req.example"} and
+          failed["req.example"]["failures"] == 1 and
+          failed["req.example"]["last_failure"] == "starttls-not-supported",
+          "audit failed %r" % audit)
+
+    # export/import keeps the shadow, byte for byte
+    exp = env.admin("export")
+    check('"shadow"' in exp, "export has the shadow")
+    with open(env.path("p.json"), "w") as f:
+        f.write(exp)
+    env.admin("import", env.path("p.json"))
+    check(env.admin("export") == exp, "export/import round trip")
+
+
+def check_rfc8460(r):
+    """The required members and types of RFC 8460 section 4.4."""
+    for k in ("organization-name", "contact-info", "report-id"):
+        check(isinstance(r.get(k), str) and r[k], "tlsrpt %s" % k)
+    dr = r["date-range"]
+    for k in ("start-datetime", "end-datetime"):
+        check(isinstance(dr[k], str) and dr[k].endswith("Z") and
+              len(dr[k]) == 20, "date-range %s" % k)
+    check(isinstance(r["policies"], list), "policies")
+    for p in r["policies"]:
+        check(p["policy"]["policy-type"] in ("tlsa", "sts",
+                                             "no-policy-found"), "type")
+        check(isinstance(p["policy"]["policy-domain"], str), "domain")
+        for k in ("total-successful-session-count",
+                  "total-failure-session-count"):
+            check(isinstance(p["summary"][k], int), "summary " + k)
+        for f in p.get("failure-details", []):
+            check(f["result-type"] in (
+                "starttls-not-supported", "certificate-host-mismatch",
+                "certificate-expired", "certificate-not-trusted",
+                "validation-failure", "tlsa-invalid", "dnssec-invalid",
+                "dane-required", "sts-policy-fetch-error",
+                "sts-policy-invalid", "sts-webpki-invalid"), "result-type")
+            check(isinstance(f["failed-session-count"], int), "count")
+
+
+def main():
+    env = outlib.Env(sys.argv[1], "report")
+    ok = False
+    try:
+        env.init_store()
+        certs, ca = outlib.make_certs(env.dir)
+        test_probe(env, certs, ca)
+        test_probe_smtpin(env)
+        test_reports(env, certs, ca)
+        ok = True
+    finally:
+        env.close(keep=not ok)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
