@@ -5,6 +5,9 @@ real deliveries through tlsgate-smtpout to those peers, then the
 readiness, shadow, audit and RFC 8460 reports from the engine's events."""
 import json
 import os
+import smtplib
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -86,13 +89,12 @@ def test_probe(env, certs, ca):
                 check("MAIL" not in f.read(), "probe sent MAIL FROM")
 
 
-def test_probe_smtpin(env):
-    """The project's own receiver with its generated certificate."""
-    port_file = env.path("smtpin.port")
-    sock = __import__("socket").socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+def start_smtpin(env):
+    """tlsgate-smtpin standalone on a free port, with its generated
+    certificate (hostname localhost). Returns (process, port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     log = open(env.path("smtpin.log"), "a")
     p = subprocess.Popen(
         [env.bin("tlsgate-smtpin"), "--state-dir", env.dir,
@@ -100,22 +102,58 @@ def test_probe_smtpin(env):
         env=env.env, stdout=log, stderr=log,
         preexec_fn=outlib._die_with_parent)
     env.procs.append(p)
-    del port_file
-    sock = __import__("socket")
 
     def up():
         try:
-            sock.create_connection(("127.0.0.1", port), 1).close()
+            socket.create_connection(("127.0.0.1", port), 1).close()
             return True
         except OSError:
             return False
     wait_for(up, 20, "tlsgate-smtpin")
+    return p, port
+
+
+def test_probe_smtpin(env):
+    """The project's own receiver with its generated certificate."""
+    p, port = start_smtpin(env)
     cert = env.path("tls", "cert.pem")
-    h = probe(env, port, ca=cert if os.path.exists(cert) else None)
+    wait_for(lambda: os.path.exists(cert), 20, "smtpin's generated cert")
+    h = probe(env, port, ca=cert)
     t = h["tls"]
     check(h["banner"] == 220 and h["starttls_offered"] is True, "smtpin %r" % h)
     check(t["protocol"] in ("TLS1.3", "TLS1.2"), "smtpin protocol %r" % t)
     check("localhost" in t["chain"][0]["names"], "smtpin names %r" % t)
+    check(t["chain_verified"] is True, "smtpin chain with its cert %r" % t)
+    p.terminate()
+    p.wait(timeout=30)
+
+
+def test_receive(env):
+    """Two messages reach a mailbox, one over TLS: test receive shows
+    which, newest first, filtered by sender domain."""
+    box = "box@acme." + outlib.PLATFORM
+    env.admin("inbound", "mailbox", "add", "acme", box)
+    p, port = start_smtpin(env)
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+        s.ehlo("client.test")
+        s.starttls(context=ssl._create_unverified_context())
+        s.ehlo("client.test")
+        s.sendmail("a@partner.example", [box], "Subject: 1\r\n\r\nx\r\n")
+    time.sleep(1.1)  # distinct modification times
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+        s.sendmail("b@other.example", [box], "Subject: 2\r\n\r\ny\r\n")
+    r = admin_json(env, "test", "receive", "acme")
+    m = r["messages"]
+    check(len(m) == 2 and m[0]["sender"] == "b@other.example" and
+          m[0]["tls"] is False and m[1]["sender"] == "a@partner.example" and
+          m[1]["tls"] is True and m[1]["tls_protocol"].startswith("TLS1.") and
+          m[1]["tls_cipher"] and m[1]["mailbox"] == "box", "receive %r" % r)
+    r = admin_json(env, "test", "receive", "acme", "--from",
+                   "partner.example")
+    check([x["sender"] for x in r["messages"]] == ["a@partner.example"],
+          "receive --from %r" % r)
+    r = admin_json(env, "test", "receive", "acme", "--last", "1")
+    check(len(r["messages"]) == 1, "receive --last %r" % r)
     p.terminate()
     p.wait(timeout=30)
 
@@ -159,7 +197,9 @@ def test_reports(env, certs, ca):
           "tenant show %r" % show)
 
     env.start_engine()
-    sender = env.start_sender(["--tls-ca-file", ca])
+    # no retry within the test: one attempt per message
+    sender = env.start_sender(["--tls-ca-file", ca, "--retry-min", "600",
+                               "--retry-max", "600"])
     for _ in range(2):
         deliver(env, "a@good.example")
     deliver(env, "b@plain.example")
@@ -168,6 +208,14 @@ def test_reports(env, certs, ca):
     env.admin("outbound", "mode", "acme", "domains")
     deliver(env, "d@req.example")  # encrypt, no STARTTLS: deferred
     doc = events_for(env, 5)
+    # verify level against the hostile certificates (MX name localhost)
+    for name in ("expired", "wrongname", "untrusted"):
+        peer = outlib.Peer(env, "v-" + name, cert=certs[name])
+        dom = "v-%s.example" % name
+        env.admin("route", "add", dom, "localhost:%d" % peer.port)
+        env.admin("outbound", "add", "acme", dom, "--level", "verify")
+        deliver(env, "e@" + dom)
+    events_for(env, 8)
     env.stop_sender(sender)
 
     d = doc["domains"]
@@ -208,6 +256,16 @@ def test_reports(env, certs, ca):
     check(pols["plain.example"]["summary"]["total-failure-session-count"] == 1
           and pols["req.example"]["summary"][
               "total-failure-session-count"] == 1, "tlsrpt fail %r" % pols)
+    for name, kind in (("expired", "certificate-expired"),
+                       ("wrongname", "certificate-host-mismatch"),
+                       ("untrusted", "certificate-not-trusted")):
+        p = pols["v-%s.example" % name]
+        check(p["summary"]["total-failure-session-count"] == 1 and
+              p["summary"]["total-successful-session-count"] == 0 and
+              p["failure-details"][0]["result-type"] == kind and
+              p["failure-details"][0]["receiving-mx-hostname"] == "localhost" and
+              p["policy"]["mx-host"] == ["localhost"],
+              "tlsrpt %s %r" % (name, p))
     fd = pols["req.example"]["failure-details"][0]
     check(fd["result-type"] == "starttls-not-supported" and
           fd["receiving-mx-hostname"] == "127.0.0.1" and
@@ -219,7 +277,8 @@ def test_reports(env, certs, ca):
     weak = {w["domain"]: w for w in audit["not_required"]}
     check(set(weak) == {"good.example"}, "audit weak %r" % audit)
     failed = {f["domain"]: f for f in audit["failed_required"]}
-    check(set(failed) == {"req.example"} and
+    check(set(failed) == {"req.example", "v-expired.example",
+                          "v-wrongname.example", "v-untrusted.example"} and
           failed["req.example"]["failures"] == 1 and
           failed["req.example"]["last_failure"] == "starttls-not-supported",
           "audit failed %r" % audit)
@@ -231,6 +290,23 @@ def test_reports(env, certs, ca):
         f.write(exp)
     env.admin("import", env.path("p.json"))
     check(env.admin("export") == exp, "export/import round trip")
+
+    # test send through the real outbound path, with its TLS details
+    sender = env.start_sender(["--tls-ca-file", ca, "--retry-min", "600",
+                               "--retry-max", "600"])
+    r = admin_json(env, "test", "send", "acme", "t@good.example", "--wait",
+                   "30")
+    check(r["status"] == "sent" and r["tls_protocol"].startswith("TLS1.") and
+          r["tls_cipher"] and r["level"] == "may" and
+          r["rule"] == "domain:good.example" and r["mx_host"] == "localhost"
+          and r["reply"].startswith("250"), "test send %r" % r)
+    check(len(good.messages()) == 3, "the test message arrived")
+    r = admin_json(env, "test", "send", "acme", "t@req.example", "--wait",
+                   "30", rc=1)
+    check(r["status"] == "deferred" and r["tls_protocol"] == "" and
+          r["tls_failure"] == "starttls-not-supported" and
+          r["reply"].startswith("451 4.7.4"), "test send deferred %r" % r)
+    env.stop_sender(sender)
 
 
 def check_rfc8460(r):
@@ -268,6 +344,7 @@ def main():
         test_probe(env, certs, ca)
         test_probe_smtpin(env)
         test_reports(env, certs, ca)
+        test_receive(env)
         ok = True
     finally:
         env.close(keep=not ok)
