@@ -4,6 +4,7 @@
  */
 #include "report.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -139,19 +140,55 @@ static json_t *dom_list(json_t *doms, const char *key, const char *value)
 
 #define IV(d, k) (json_integer_value(json_object_get((d), (k))))
 
-/* readiness as a text table. */
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The keys of obj in sorted order (a malloc'd array of n). */
+static const char **sorted_keys(json_t *obj, size_t *n)
+{
+    const char **keys = calloc(json_object_size(obj) + 1, sizeof(*keys));
+    const char *k;
+    json_t *v;
+
+    *n = 0;
+    json_object_foreach(obj, k, v)
+    {
+        keys[(*n)++] = k;
+    }
+    qsort(keys, *n, sizeof(*keys), key_cmp);
+    return keys;
+}
+
+/* The values of obj as an array, in the order of their keys. */
+static json_t *sorted_values(json_t *obj)
+{
+    size_t n;
+    const char **keys = sorted_keys(obj, &n);
+    json_t *arr = json_array();
+
+    for (size_t k = 0; k < n; k++)
+        json_array_append(arr, json_object_get(obj, keys[k]));
+    free(keys);
+    return arr;
+}
+
+/* readiness as a text table, domains in order. */
 static void readiness_text(json_t *doc)
 {
     struct adm_table t;
     json_t *doms = json_object_get(doc, "domains"), *d;
-    const char *name;
+    size_t nk;
+    const char **keys = sorted_keys(doms, &nk), *name;
     char n[6][24];
 
     adm_table_init(&t, 9);
     adm_table_row(&t, "DOMAIN", "MESSAGES", "SENT", "TLS", "VERIFIED",
                   "PLAINTEXT", "SHADOW-DEFER", "UNDER-ALL", "UNDER-VERIFY");
-    json_object_foreach(doms, name, d)
-    {
+    for (size_t k = 0; k < nk; k++) {
+        name = keys[k];
+        d = json_object_get(doms, name);
         snprintf(n[0], 24, "%lld", (long long)IV(d, "messages"));
         snprintf(n[1], 24, "%lld", (long long)IV(d, "sent"));
         snprintf(n[2], 24, "%lld", (long long)IV(d, "tls"));
@@ -163,6 +200,7 @@ static void readiness_text(json_t *doc)
                       json_string_value(json_object_get(d, "under_all")),
                       json_string_value(json_object_get(d, "under_verify")));
     }
+    free(keys);
     adm_table_print(&t, stdout);
 }
 
@@ -238,17 +276,14 @@ static int tlsrpt_step(const struct eng_event *e, void *ctx)
 /* One policies[] item of the report. */
 static json_t *tlsrpt_policy(const char *domain, json_t *p)
 {
-    json_t *mx = json_array(), *fd = json_array(), *v;
-    const char *k;
+    json_t *mx = json_array(),
+           *fd = sorted_values(json_object_get(p, "details"));
+    size_t n;
+    const char **keys = sorted_keys(json_object_get(p, "mx"), &n);
 
-    json_object_foreach(json_object_get(p, "mx"), k, v)
-    {
-        json_array_append_new(mx, json_string(k));
-    }
-    json_object_foreach(json_object_get(p, "details"), k, v)
-    {
-        json_array_append(fd, v);
-    }
+    for (size_t k = 0; k < n; k++)
+        json_array_append_new(mx, json_string(keys[k]));
+    free(keys);
     return json_pack("{s:{s:s, s:s, s:o}, s:{s:I, s:I}, s:o}", "policy",
                      "policy-type", "no-policy-found", "policy-domain", domain,
                      "mx-host", mx, "summary", "total-successful-session-count",
@@ -281,9 +316,10 @@ static int tlsrpt_names(struct adm_ctx *c, char *org, size_t orglen,
 /* report tlsrpt NAME [--since] [--until]: RFC 8460 section 4 JSON. */
 int adm_cmd_report_tlsrpt(struct adm_ctx *c)
 {
-    json_t *pols = json_object(), *arr = json_array(), *p, *doc;
+    json_t *pols = json_object(), *arr = json_array(), *doc;
     char a[32], b[32], org[256], contact[ADDR_MAX + 1], id[400];
-    const char *dom;
+    const char **keys;
+    size_t nk;
     int64_t since, until;
     int rc;
 
@@ -295,10 +331,11 @@ int adm_cmd_report_tlsrpt(struct adm_ctx *c)
         json_decref(arr);
         return rc;
     }
-    json_object_foreach(pols, dom, p)
-    {
-        json_array_append_new(arr, tlsrpt_policy(dom, p));
-    }
+    keys = sorted_keys(pols, &nk);
+    for (size_t k = 0; k < nk; k++)
+        json_array_append_new(
+            arr, tlsrpt_policy(keys[k], json_object_get(pols, keys[k])));
+    free(keys);
     json_decref(pols);
     adm_iso_time(since, a, sizeof(a));
     adm_iso_time(until, b, sizeof(b));
@@ -366,12 +403,11 @@ static void audit_text(json_t *weak, json_t *failed)
     struct adm_table t;
     json_t *v;
     size_t i;
-    const char *k;
     char n[24];
 
     printf("listed domains not under a required level:\n");
     adm_table_init(&t, 4);
-    adm_table_row(&t, "  DOMAIN", "ENTRY", "EFFECTIVE", "RULE");
+    adm_table_row(&t, "DOMAIN", "ENTRY", "EFFECTIVE", "RULE");
     json_array_foreach(weak, i, v)
     {
         adm_table_row(&t, json_string_value(json_object_get(v, "domain")),
@@ -382,11 +418,12 @@ static void audit_text(json_t *weak, json_t *failed)
     adm_table_print(&t, stdout);
     printf("required domains with failed deliveries:\n");
     adm_table_init(&t, 4);
-    adm_table_row(&t, "  DOMAIN", "LEVEL", "FAILURES", "LAST REPLY");
-    json_object_foreach(failed, k, v)
+    adm_table_row(&t, "DOMAIN", "LEVEL", "FAILURES", "LAST REPLY");
+    json_array_foreach(failed, i, v)
     {
         snprintf(n, sizeof(n), "%lld", (long long)IV(v, "failures"));
-        adm_table_row(&t, k, json_string_value(json_object_get(v, "level")), n,
+        adm_table_row(&t, json_string_value(json_object_get(v, "domain")),
+                      json_string_value(json_object_get(v, "level")), n,
                       json_string_value(json_object_get(v, "last_reply")));
     }
     adm_table_print(&t, stdout);
@@ -398,8 +435,7 @@ int adm_cmd_report_audit(struct adm_ctx *c)
     struct audit a = {NULL, c->args[0], json_array(), json_object()};
     struct store *st;
     int64_t since, until;
-    json_t *failed = json_array(), *v;
-    const char *k;
+    json_t *failed;
     int rc;
 
     if ((rc = adm_period(c, &since, &until)) == ADM_OK &&
@@ -409,13 +445,10 @@ int adm_cmd_report_audit(struct adm_ctx *c)
         adm_read_end(st, a.txn);
         rc = rc < 0 ? adm_store_err(rc, c->cmd) : ADM_OK;
     }
-    if (rc == ADM_OK && !c->json)
-        audit_text(a.weak, a.failed);
-    json_object_foreach(a.failed, k, v)
-    {
-        json_array_append(failed, v);
-    }
+    failed = sorted_values(a.failed);
     json_decref(a.failed);
+    if (rc == ADM_OK && !c->json)
+        audit_text(a.weak, failed);
     if (rc != ADM_OK || !c->json) {
         json_decref(a.weak);
         json_decref(failed);

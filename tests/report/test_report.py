@@ -76,6 +76,16 @@ def test_probe(env, certs, ca):
               h["levels"]["verify"] is False, "%s levels %r" % (name, h))
         if levels:
             check(h["levels"] == levels, "%s levels %r" % (name, h))
+    # the next hop from the store's route override, text output
+    env.admin("route", "add", "vendor.example", "127.0.0.1:%d" % plain.port)
+    doc = admin_json(env, "probe", "vendor.example")
+    check(doc["via"] == "route" and
+          doc["hosts"][0]["address"] == "127.0.0.1:%d" % plain.port,
+          "probe via route %r" % doc)
+    text = env.admin("probe", "vendor.example")
+    check("starttls   not offered" in text and
+          "delivers   may yes, encrypt no" in text, "probe text:\n" + text)
+    env.admin("route", "remove", "vendor.example")
     # nothing listens: a clear error and status 1
     port = plain.port
     plain.proc.terminate()
@@ -247,6 +257,14 @@ def test_reports(env, certs, ca):
           "shadow counts %r" % d)
     check(len(env.log_lines("shadow-would-defer")) >= 2, "shadow log lines")
 
+    text = env.admin("report", "readiness", "acme", "--since", "1h")
+    check(any(l.split()[:1] == ["plain.example"] and "fail" in l
+              for l in text.splitlines()), "readiness text:\n" + text)
+    sys.stdout.write(text)
+    text = env.admin("report", "audit", "acme", "--since", "1h")
+    check("req.example" in text and "good.example" in text,
+          "audit text:\n" + text)
+    sys.stdout.write(text)
     rpt = admin_json(env, "report", "tlsrpt", "acme", "--since", "1h")
     check_rfc8460(rpt)
     pols = {p["policy"]["policy-domain"]: p for p in rpt["policies"]}
