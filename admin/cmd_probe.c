@@ -364,9 +364,12 @@ static void probe_next(struct probe *p)
     smtpout_reply_init(&p->rp);
     uv_tcp_init(&p->loop, &p->tcp);
     p->tcp.data = p;
-    req = malloc(sizeof(*req));
-    req->data = p;
     arm(p);
+    if (!(req = malloc(sizeof(*req)))) {
+        host_end(p, "out of memory");
+        return;
+    }
+    req->data = p;
     if (uv_tcp_connect(req, &p->tcp, (const struct sockaddr *)&h->addr[0],
                        on_connect) != 0) {
         free(req);
@@ -511,11 +514,12 @@ int adm_cmd_probe(struct adm_ctx *c)
     json_t *doc;
     int rc;
 
-    if (adm_domain(c->args[0], false, domain, sizeof(domain)) != ADM_OK ||
-        (rc = probe_target(c, domain, host, sizeof(host), &port, &via)) !=
-            ADM_OK) {
+    rc = adm_domain(c->args[0], false, domain, sizeof(domain));
+    if (rc == ADM_OK)
+        rc = probe_target(c, domain, host, sizeof(host), &port, &via);
+    if (rc != ADM_OK) {
         json_decref(p.hosts);
-        return c->host ? ADM_USAGE : ADM_FAIL;
+        return rc;
     }
     p.domain = domain;
     if (tlsio_ctx_client(&to, &p.tls, err, sizeof(err)) != 0) {

@@ -353,12 +353,44 @@ def check_rfc8460(r):
             check(isinstance(f["failed-session-count"], int), "count")
 
 
+def test_bad_input(env):
+    """Bad input: one line on stderr, nothing on stdout, status 1 or 2,
+    and the store's generation unchanged."""
+    gen = admin_json(env, "status")["generation"]
+    cases = [
+        (2, ["probe", "vendor.example", "--host", "nonsense"]),
+        (2, ["probe", "vendor.example", "--host", "127.0.0.1:0"]),
+        (1, ["probe", "bad domain!", "--host", "127.0.0.1:25"]),
+        (1, ["report", "readiness", "nobody"]),
+        (1, ["report", "tlsrpt", "Bad"]),
+        (2, ["report", "readiness", "acme", "--since", "yesterday"]),
+        (2, ["report", "audit", "acme", "--since", "1h", "--until", "2h"]),
+        (2, ["outbound", "shadow", "acme", "domains", "--level", "verify"]),
+        (2, ["outbound", "shadow", "acme", "all", "--level", "may"]),
+        (2, ["outbound", "shadow", "acme", "sometimes"]),
+        (1, ["outbound", "shadow", "nobody", "all"]),
+        (2, ["test", "send", "acme", "x@y.example", "--wait", "-1"]),
+        (1, ["test", "send", "acme", "not an address"]),
+        (2, ["test", "receive", "acme", "--last", "0"]),
+    ]
+    for want, args in cases:
+        r = subprocess.run([env.bin("tlsgate-admin")] + args, env=env.env,
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == want and r.stdout == "" and
+              r.stderr.startswith("tlsgate-admin: ") and
+              r.stderr.count("\n") == 1,
+              "%s: rc %d out %r err %r" % (args, r.returncode, r.stdout,
+                                           r.stderr))
+    check(admin_json(env, "status")["generation"] == gen, "store unchanged")
+
+
 def main():
     env = outlib.Env(sys.argv[1], "report")
     ok = False
     try:
         env.init_store()
         certs, ca = outlib.make_certs(env.dir)
+        test_bad_input(env)
         test_probe(env, certs, ca)
         test_probe_smtpin(env)
         test_reports(env, certs, ca)
