@@ -243,7 +243,7 @@ int adm_cmd_test_receive(struct adm_ctx *c)
     char *end;
     DIR *d;
     struct dirent *de;
-    json_t *all = json_array(), *v;
+    json_t *all, *v;
     size_t i;
 
     if (c->last &&
@@ -254,6 +254,7 @@ int adm_cmd_test_receive(struct adm_ctx *c)
         adm_state_path(c, "mail", root, sizeof(root)) != ADM_OK)
         return ADM_FAIL;
     snprintf(dir, sizeof(dir), "%.1000s/%s", root, c->args[0]);
+    all = json_array();
     if ((d = opendir(dir))) {
         while ((de = readdir(d)))
             if (de->d_name[0] != '.')
