@@ -324,6 +324,18 @@ def test_reports(env, certs, ca):
     check(r["status"] == "deferred" and r["tls_protocol"] == "" and
           r["tls_failure"] == "starttls-not-supported" and
           r["reply"].startswith("451 4.7.4"), "test send deferred %r" % r)
+    # shadow secure: good.example's certificate names localhost, not the
+    # recipient domain, so the shadow would defer what went out
+    env.admin("outbound", "shadow", "acme", "all", "--level", "secure")
+    deliver(env, "f@good.example")
+    doc = events_for(env, 11)
+    check(doc["domains"]["good.example"]["shadow"] == {
+        "would_defer": 1, "pass": 3, "unknown": 0} and
+        doc["domains"]["good.example"]["sent"] == 4,
+        "shadow secure %r" % doc["domains"]["good.example"])
+    env.admin("outbound", "shadow", "acme", "off")
+    check("shadow" not in admin_json(env, "tenant", "show", "acme")[
+        "outbound"], "shadow off")
     env.stop_sender(sender)
 
 
