@@ -2,7 +2,8 @@
  * probe DOMAIN: resolves the next hops the senders would use (route
  * override, MX, address records), and for each host connects, reads the
  * banner, says EHLO, STARTTLS, handshakes, reads the certificate chain and
- * says QUIT. It never sends MAIL FROM. Each step has a timeout.
+ * says QUIT. It never sends MAIL FROM. Each step has a timeout
+ * (--wait, 10 s by default).
  */
 #include "report.h"
 
@@ -10,13 +11,15 @@
 #include <gnutls/x509.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "dns.h"
 #include "smtpout_reply.h"
 #include "tlsio.h"
 
-#define PROBE_STEP_MS 10000 /* connect, each reply, the handshake */
+#define PROBE_STEP_S   10 /* default wait: connect, each reply, handshake */
+#define PROBE_STEP_MAX 300
 
 enum probe_state { P_CONNECT, P_BANNER, P_EHLO, P_STARTTLS, P_TLS, P_DONE };
 
@@ -34,9 +37,10 @@ struct probe {
     enum probe_state st;
     struct smtp_reply_parser rp;
     char addr[64];
-    json_t *host;  /* the report of the host being probed */
-    json_t *hosts; /* every host's report */
-    int probed;    /* hosts that answered SMTP */
+    json_t *host;     /* the report of the host being probed */
+    json_t *hosts;    /* every host's report */
+    int probed;       /* hosts that answered SMTP */
+    unsigned step_ms; /* the wait of each step */
 };
 
 static void probe_next(struct probe *p);
@@ -80,7 +84,7 @@ static void on_timeout(uv_timer_t *t)
 
 static void arm(struct probe *p)
 {
-    uv_timer_start(&p->timer, on_timeout, PROBE_STEP_MS, 0);
+    uv_timer_start(&p->timer, on_timeout, p->step_ms, 0);
 }
 
 static void on_written(uv_write_t *w, int status)
@@ -215,7 +219,7 @@ static void start_tls(struct probe *p)
     struct in6_addr ip;
     bool literal = inet_pton(AF_INET, name, &ip) == 1 ||
                    inet_pton(AF_INET6, name, &ip) == 1;
-    struct tlsio_opts o = {.handshake_timeout_ms = PROBE_STEP_MS,
+    struct tlsio_opts o = {.handshake_timeout_ms = p->step_ms,
                            .server_name = literal ? NULL : name,
                            .verify_name = name};
 
@@ -395,6 +399,7 @@ static int probe_target(struct adm_ctx *c, const char *domain, char *host,
     struct store *st;
     struct store_txn *txn;
     const char *colon = c->host ? strrchr(c->host, ':') : NULL;
+    struct stat sb;
     char *end;
     int rc;
 
@@ -414,7 +419,7 @@ static int probe_target(struct adm_ctx *c, const char *domain, char *host,
         *via = "option";
         return ADM_OK;
     }
-    if (adm_open(c, false, false, &st) != ADM_OK)
+    if (stat(c->db, &sb) != 0 || adm_open(c, false, false, &st) != ADM_OK)
         return ADM_OK; /* no store: MX only */
     if (store_begin(st, false, &txn) == 0) {
         rc = policy_route(txn, domain, host, hlen, port);
@@ -437,6 +442,8 @@ static void probe_text(json_t *doc)
     printf("domain %s (next hop from %s)\n",
            json_string_value(json_object_get(doc, "domain")),
            json_string_value(json_object_get(doc, "via")));
+    if (json_object_get(doc, "error"))
+        printf("error %s\n", json_string_value(json_object_get(doc, "error")));
     json_array_foreach(json_object_get(doc, "hosts"), i, h)
     {
         printf("host %s %s\n", json_string_value(json_object_get(h, "host")),
@@ -510,10 +517,19 @@ int adm_cmd_probe(struct adm_ctx *c)
     struct tlsio_client_opts to = {.ca_file = c->ca_file};
     char domain[ADDR_DOMAIN_MAX + 2], host[256], err[256];
     unsigned port = 25;
+    long wait = PROBE_STEP_S;
+    char *end;
     const char *via;
     json_t *doc;
     int rc;
 
+    if (c->wait && ((wait = strtol(c->wait, &end, 10)) < 1 || *end ||
+                    wait > PROBE_STEP_MAX)) {
+        json_decref(p.hosts);
+        return adm_usage("%s: --wait takes 1 to %d seconds", c->cmd,
+                         PROBE_STEP_MAX);
+    }
+    p.step_ms = (unsigned)wait * 1000;
     rc = adm_domain(c->args[0], false, domain, sizeof(domain));
     if (rc == ADM_OK)
         rc = probe_target(c, domain, host, sizeof(host), &port, &via);
@@ -527,7 +543,7 @@ int adm_cmd_probe(struct adm_ctx *c)
         return adm_err("probe: %s", err);
     }
     uv_loop_init(&p.loop);
-    if (dns_open(&p.loop, PROBE_STEP_MS, &p.dns) != DNS_OK)
+    if (dns_open(&p.loop, p.step_ms, &p.dns) != DNS_OK)
         rc = adm_err("probe: cannot start the DNS resolver");
     else
         rc = probe_run(&p, host, port);

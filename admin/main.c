@@ -83,8 +83,8 @@ const struct adm_cmd adm_cmds[] = {
      2, 2, OPT_LEVEL, adm_cmd_outbound_shadow,
      "Sets the shadow policy: evaluated beside the live one, it counts "
      "what it would defer without deferring (docs/operator-tls.md)."},
-    {"probe", "DOMAIN [--host HOST:PORT] [--ca-file FILE]", 1, 1,
-     OPT_HOST | OPT_CA_FILE, adm_cmd_probe,
+    {"probe", "DOMAIN [--host HOST:PORT] [--ca-file FILE] [--wait SECONDS]", 1,
+     1, OPT_HOST | OPT_CA_FILE | OPT_WAIT, adm_cmd_probe,
      "Connects to DOMAIN's next hops, STARTTLS, and reports TLS, the "
      "certificate and which levels would deliver; sends no mail."},
     {"test send", "NAME RECIPIENT [--wait SECONDS] [--state-dir DIR]", 2, 2,

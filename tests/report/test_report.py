@@ -92,6 +92,16 @@ def test_probe(env, certs, ca):
     plain.proc.wait(timeout=10)
     h = probe(env, port, rc=1)
     check(h["error"] == "connection refused", "refused %r" % h)
+    # a listener that never says anything: a timeout, bounded by --wait
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        t0 = time.time()
+        doc = admin_json(env, "probe", "vendor.example", "--host",
+                         "127.0.0.1:%d" % silent.getsockname()[1], "--wait",
+                         "1", rc=1)
+        check(doc["hosts"][0]["error"] == "timeout waiting for banner" and
+              time.time() - t0 < 10, "timeout %r" % doc)
     # the probe never sent MAIL FROM
     for peer_rec in os.listdir(env.dir):
         if peer_rec.endswith(".rec"):
@@ -372,6 +382,7 @@ def test_bad_input(env):
     cases = [
         (2, ["probe", "vendor.example", "--host", "nonsense"]),
         (2, ["probe", "vendor.example", "--host", "127.0.0.1:0"]),
+        (2, ["probe", "vendor.example", "--wait", "0"]),
         (1, ["probe", "bad domain!", "--host", "127.0.0.1:25"]),
         (1, ["report", "readiness", "nobody"]),
         (1, ["report", "tlsrpt", "Bad"]),
