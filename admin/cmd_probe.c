@@ -45,7 +45,7 @@ struct probe {
 
 static void probe_next(struct probe *p);
 
-/* Ends the current host with error (or none) and moves to the next. */
+/* The connection of a host is closed: on to the next host. */
 static void on_closed(uv_handle_t *h)
 {
     struct probe *p = h->data;
@@ -56,6 +56,8 @@ static void on_closed(uv_handle_t *h)
     probe_next(p);
 }
 
+/* Ends the current host with error (or none): keeps its report, stops
+ * its timer and TLS session, closes its connection. */
 static void host_end(struct probe *p, const char *error)
 {
     if (error)
@@ -76,8 +78,8 @@ static void on_timeout(uv_timer_t *t)
     struct probe *p = t->data;
     static const char *const what[] = {"connect", "banner", "EHLO reply",
                                        "STARTTLS reply", "TLS handshake"};
-
     char msg[64];
+
     snprintf(msg, sizeof(msg), "timeout waiting for %s", what[p->st]);
     host_end(p, msg);
 }
