@@ -255,9 +255,12 @@ static int parse_args(struct bench_opts *o, int argc, char **argv)
             return -1;
         }
     }
-    if (optind < argc || (o->mode == MODE_LOOKUP && !o->engine_socket)) {
+    if (optind < argc || (o->mode == MODE_LOOKUP && !o->engine_socket) ||
+        (o->hold > 0 && (o->mode == MODE_LOOKUP || o->mode == MODE_DELIVER))) {
         fprintf(stderr, "tlsgate-bench: %s\n",
                 optind < argc ? "unexpected argument"
+                : o->hold > 0 ? "--hold needs a session mode "
+                                "(starttls, tls or plain)"
                               : "lookup mode needs --engine-socket");
         return -1;
     }
