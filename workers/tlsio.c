@@ -11,8 +11,10 @@
 #include <gnutls/x509.h>
 
 #define DEFAULT_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
-#define IN_CAP           (48 * 1024) /* > one TLS record (16 KiB + slack) */
-#define PLAIN_CHUNK      16384
+/* One TLS 1.2 record at its largest (2^14 + 2048 + header); GnuTLS keeps
+ * partial records itself, so more only costs memory per idle session. */
+#define IN_CAP      (16384 + 2048 + 5)
+#define PLAIN_CHUNK 16384
 
 struct tlsio_ctx {
     int refs;
