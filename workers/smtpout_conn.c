@@ -312,10 +312,10 @@ static void conn_close(struct smtpout_conn *c)
     struct smtpout_dest *d = c->dest;
     struct smtpout *so = c->so;
 
-    drop_transport(c);
     if (c->job) /* lost in the middle of a message */
         job_fail(c->job, RES_DEFER, c->fail_reply, c->relay, &c->tinfo);
     c->job = NULL;
+    drop_transport(c);
     if (c->starting)
         d->nstarting--;
     d->nconn--;
