@@ -13,6 +13,7 @@ Modes (--mode):
   extra-after-220 220 to STARTTLS followed by extra reply lines, then TLS
   cut-data        accepts DATA, closes the connection in the middle of it
   tempfail-rcpt   answers 451 4.2.0 to every RCPT
+  slow            as normal, but waits 50 ms before its 250 to the data
 """
 import argparse
 import os
@@ -21,6 +22,7 @@ import socketserver
 import ssl
 import sys
 import threading
+import time
 
 LOCK = threading.Lock()
 
@@ -154,6 +156,8 @@ class Session:
                 f.write("\n".join(lines) + "\n")
         record(self.args.record, "MSG %s tls=%d lines=%d %s" %
                (msgid, int(self.tls), len(lines), self.cid))
+        if self.args.mode == "slow":
+            time.sleep(0.05)
         self.send("250 2.0.0 Ok: queued")
         return True
 
