@@ -403,6 +403,8 @@ static int load_body(struct smtpout_msg *m)
         if ((n += (size_t)r) == cap)
             return -1; /* larger than recorded: not ours to guess */
     m->len = n;
+    for (size_t i = 0; i < n && !m->eightbit; i++)
+        m->eightbit = (unsigned char)m->body[i] > 127;
     return r < 0 || n != m->q.size ? -1 : 0;
 }
 

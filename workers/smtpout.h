@@ -61,6 +61,7 @@ struct smtpout_msg {
     int fd; /* lock and body */
     char *body;
     size_t len;
+    bool eightbit;          /* the body has bytes above 127 */
     struct smtpout_rcpt *r; /* q.nrcpt of them */
     int pending;            /* engine answers and jobs outstanding */
     struct smtpout_msg *next;

@@ -816,6 +816,7 @@ static void conn_next_job(struct smtpout_conn *c)
 {
     struct smtpout_dest *d = c->dest;
     struct smtpout_job *j;
+    char size[32];
 
     if (c->starting) {
         c->starting = false;
@@ -840,11 +841,11 @@ static void conn_next_job(struct smtpout_conn *c)
     c->ri = 0;
     c->naccepted = 0;
     c->nsent++;
-    if (c->caps & EHLO_SIZE)
-        conn_cmd(c, C_MAIL, "MAIL FROM:<%s> SIZE=%zu", j->m->q.sender,
-                 j->m->len);
-    else
-        conn_cmd(c, C_MAIL, "MAIL FROM:<%s>", j->m->q.sender);
+    sfmt(size, sizeof(size), " SIZE=%zu", j->m->len);
+    conn_cmd(c, C_MAIL, "MAIL FROM:<%s>%s%s", j->m->q.sender,
+             c->caps & EHLO_SIZE ? size : "",
+             j->m->eightbit && (c->caps & EHLO_8BITMIME) ? " BODY=8BITMIME"
+                                                         : "");
 }
 
 /* Recipient i of the current job gets reply (4xx defer, 5xx bounce,

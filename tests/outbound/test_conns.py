@@ -5,16 +5,25 @@ exactly three connections in sequence (3 + 3 + 1 messages), never two at
 once; a second run with max_per_destination 3 uses more than one
 connection. Also: a message with recipients at two levels is split, each
 level on its own connection (encrypt over TLS, none without STARTTLS).
+An 8-bit body is sent with BODY=8BITMIME; a next hop where nothing
+listens defers with 4.4.1.
 
 usage: test_conns.py BINDIR
 """
 import collections
 import os
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from outlib import (Env, Failure, Peer, check, make_certs,  # noqa: E402
                     wait_for)
+
+
+def free_port():
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
 
 
 def mails_per_conn(peer):
@@ -101,6 +110,27 @@ def main():
         cid = plain_rcpt[0].rsplit(" ", 1)[1]
         check(not any("STARTTLS" in l and l.endswith(cid) for l in lines),
               "STARTTLS sent on the level none connection")
+        # An 8-bit body is declared to a server that offers 8BITMIME.
+        rc, err = env.sendmail(["-T", "acme", "-i", "e@serial.test"],
+                               "Subject: 8bit\n\ncaf\u00e9\n")
+        check(rc == 0, err)
+        # A next hop where nothing listens: deferred 4.4.1, retried later.
+        dead = free_port()
+        env.admin("route", "add", "dead.test", "127.0.0.1:%d" % dead)
+        rc, err = env.sendmail(["-T", "acme", "-i", "d@dead.test"],
+                               "Subject: dead\n\nx\n")
+        check(rc == 0, err)
+        s = env.start_sender()
+        wait_for(lambda: env.log_lines("to=<d@dead.test>") and
+                 env.log_lines("to=<e@serial.test>"), 30, "both attempts")
+        env.stop_sender(s)
+        line = env.log_lines("to=<d@dead.test>")[0]
+        check("status=deferred" in line and "reply=451\\x204.4.1" in line,
+              "dead next hop: " + line)
+        check(any("BODY=8BITMIME" in l and "MAIL FROM" in l
+                  for l in serial.lines()), "8BITMIME not declared")
+        check(not any("BODY=8BITMIME" in l for l in wide.lines()),
+              "7-bit mail declared 8-bit")
         ok = True
         print("ok")
     except Failure as e:
