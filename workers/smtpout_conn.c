@@ -70,6 +70,9 @@ struct smtpout_conn {
     struct smtpout_tls tinfo;
     enum smtpout_result fail_res; /* why the last setup failed */
     char fail_reply[QUEUE_REPLY_MAX];
+    char kept_reply[QUEUE_REPLY_MAX]; /* what is reported (keep_failure) */
+    char kept_relay[320];
+    struct smtpout_tls kept_tls;
     struct smtpout_job *job; /* the message being sent */
     size_t ri;               /* its recipient being asked */
     bool *accepted;
@@ -481,17 +484,32 @@ static bool next_address(struct smtpout_conn *c)
     return ++c->hi < c->hops.nhost;
 }
 
+/* Keeps the reply that will be reported when every address failed: the
+ * latest, except that a TLS failure (4.7.x) is not hidden by a later
+ * connection failure on another address of the same next hop. */
+static void keep_failure(struct smtpout_conn *c)
+{
+    bool tls_fail = strncmp(c->fail_reply, "451 4.7.", 8) == 0;
+
+    if (c->kept_reply[0] && !tls_fail &&
+        strncmp(c->kept_reply, "451 4.7.", 8) == 0)
+        return;
+    sfmt(c->kept_reply, sizeof(c->kept_reply), "%s", c->fail_reply);
+    sfmt(c->kept_relay, sizeof(c->kept_relay), "%s", c->relay);
+    c->kept_tls = c->tinfo;
+    c->kept_tls.protocol[0] = c->kept_tls.cipher[0] = '\0'; /* nothing sent */
+    c->kept_tls.verified = false;
+}
+
 /* Setup of this address failed (c->fail_reply says why): tries the next
  * address, else fails the waiting jobs and closes. Never falls back to
  * plaintext. */
 static void conn_setup_failed(struct smtpout_conn *c)
 {
     struct smtpout_dest *d = c->dest;
-    struct smtpout_tls last = c->tinfo; /* what failed, for the events */
     struct smtpout_job *j;
 
-    last.protocol[0] = last.cipher[0] = '\0'; /* nothing was sent on it */
-    last.verified = false;
+    keep_failure(c);
     drop_transport(c);
     c->plaintext_only = false;
     if (c->fail_res != RES_BOUNCE && next_address(c)) {
@@ -500,12 +518,12 @@ static void conn_setup_failed(struct smtpout_conn *c)
     }
     log_info("id=C%" PRIu64 " connect-failed dest=%s level=%s reply=\"%s\"",
              c->id, d->host[0] ? d->host : d->domain, tls_level_name(d->level),
-             c->fail_reply);
+             c->kept_reply);
     /* Every waiting job shares this next hop and level: it would fail
      * the same way, so it is deferred now rather than retried in a storm
      * of connections. */
     while ((j = pop_job(d)))
-        job_fail(j, c->fail_res, c->fail_reply, c->relay, &last);
+        job_fail(j, c->fail_res, c->kept_reply, c->kept_relay, &c->kept_tls);
     conn_close(c);
 }
 
