@@ -120,6 +120,15 @@ int dns_open(uv_loop_t *loop, unsigned timeout_ms, struct dns_resolver **out)
         free(r);
         return DNS_ETEMP;
     }
+    /* Name servers other than resolv.conf's, "ip[:port],..." (for tests
+     * and unusual set-ups; docs/outbound.md). */
+    if (getenv("TLSGATE_DNS_SERVERS") &&
+        ares_set_servers_ports_csv(r->channel, getenv("TLSGATE_DNS_SERVERS")) !=
+            ARES_SUCCESS) {
+        ares_destroy(r->channel);
+        free(r);
+        return DNS_EINVAL;
+    }
     uv_timer_init(loop, &r->timer);
     r->timer.data = r;
     uv_timer_start(&r->timer, on_tick, 100, 100);

@@ -36,8 +36,10 @@ struct dns_hops {
 
 struct dns_resolver;
 
-/* Creates a resolver on loop (system resolv.conf and hosts file);
- * timeout_ms per query. Returns DNS_OK, DNS_ENOMEM or DNS_ETEMP. */
+/* Creates a resolver on loop (system resolv.conf and hosts file, or the
+ * servers named in the environment variable TLSGATE_DNS_SERVERS,
+ * "ip[:port],..."); timeout_ms per query. Returns DNS_OK, DNS_ENOMEM,
+ * DNS_EINVAL (bad TLSGATE_DNS_SERVERS) or DNS_ETEMP. */
 int dns_open(uv_loop_t *loop, unsigned timeout_ms, struct dns_resolver **out);
 /* Cancels pending lookups (their callbacks get DNS_ETEMP) and frees the
  * resolver once its handles are closed (the loop must run). */

@@ -429,6 +429,8 @@ static void on_connect(uv_connect_t *req, int status)
     if (status == UV_ECANCELED)
         return;
     if (status < 0) {
+        log_info("id=C%" PRIu64 " connect-error relay=%s error=%s", c->id,
+                 c->relay, uv_err_name(status));
         sfmt(c->fail_reply, sizeof(c->fail_reply),
              "451 4.4.1 connect to %s failed: %s", c->relay,
              uv_strerror(status));

@@ -45,12 +45,13 @@ def wait_for(pred, timeout, what):
 class Peer:
     """One smtp_peer.py server; record lines are read with lines()."""
 
-    def __init__(self, env, name, mode="normal", cert=None, save=False):
+    def __init__(self, env, name, mode="normal", cert=None, save=False,
+                 port=0):
         self.record = env.path("peer-%s.rec" % name)
         portfile = env.path("peer-%s.port" % name)
         args = [sys.executable, os.path.join(HERE, "smtp_peer.py"),
                 "--port-file", portfile, "--record", self.record,
-                "--mode", mode]
+                "--mode", mode, "--port", str(port)]
         if cert:
             args += ["--cert", cert[0], "--key", cert[1]]
         self.save_dir = None

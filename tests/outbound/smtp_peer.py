@@ -214,8 +214,9 @@ def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--save-dir", help="write each message to N.eml here")
+    p.add_argument("--port", type=int, default=0, help="0: any free port")
     args = p.parse_args()
-    srv = Server(("127.0.0.1", 0), Handler)
+    srv = Server(("127.0.0.1", args.port), Handler)
     srv.args = args
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as f:
