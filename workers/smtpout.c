@@ -219,6 +219,7 @@ static void unlink_inflight(struct smtpout_msg *m)
     if (*pp)
         *pp = m->next;
     m->so->ninflight--;
+    m->so->inflight_bytes -= m->q.size;
 }
 
 /* Every recipient of this round has a result: record them, bounce, save
@@ -447,6 +448,7 @@ static void take_msg(struct smtpout *so, int fd, struct queue_msg *q,
     m->next = so->inflight;
     so->inflight = m;
     so->ninflight++;
+    so->inflight_bytes += m->q.size;
     if (load_body(m) != 0) {
         log_err("id=%s body unreadable error=\"%s\"", m->q.id, strerror(errno));
         for (size_t i = 0; i < m->q.nrcpt; i++) {
@@ -469,7 +471,8 @@ static int consider(const char *id, void *ctx)
     int64_t now = time(NULL);
     int fd, rc;
 
-    if (so->stopping || so->ninflight >= SMTPOUT_INFLIGHT_MAX)
+    if (so->stopping || so->ninflight >= SMTPOUT_INFLIGHT_MAX ||
+        so->inflight_bytes >= SMTPOUT_INFLIGHT_BYTES)
         return 1;
     if (queue_read(so->q, id, &q) != QUEUE_OK)
         return 0;

@@ -18,7 +18,8 @@
 #include "queue.h"
 #include "tlsio.h"
 
-#define SMTPOUT_INFLIGHT_MAX 256 /* messages held by one process at once */
+#define SMTPOUT_INFLIGHT_MAX   256 /* messages held by one process at once */
+#define SMTPOUT_INFLIGHT_BYTES (256UL << 20) /* their bodies, in memory */
 
 /* What one recipient's attempt came to. */
 enum smtpout_result { RES_NONE, RES_SENT, RES_DEFER, RES_BOUNCE };
@@ -88,6 +89,7 @@ struct smtpout {
     uv_signal_t sigterm, sigint, sighup;
     struct smtpout_msg *inflight;
     size_t ninflight;
+    uint64_t inflight_bytes; /* body bytes held (read into memory) */
     struct smtpout_dest *dests;
     bool stopping;
     bool closed; /* handles closed, the loop is ending */
