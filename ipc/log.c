@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,9 @@ void log_set_level(enum log_level min)
 
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 {
-    char line[4096];
+    char line[4096], out[4096 + 128];
     char stamp[32];
+    int n;
     struct timespec ts;
     struct tm tm;
 
@@ -45,10 +47,19 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-    /* One write per line so lines from many processes never interleave. */
-    dprintf(STDERR_FILENO, "%s.%03ldZ %s[%ld] %s: %s\n", stamp,
-            ts.tv_nsec / 1000000, log_role, (long)getpid(), level_names[lvl],
-            line);
+    /* One write(2) per line, so lines from many processes never interleave
+     * (dprintf would also fstat and lseek for every line). */
+    n = snprintf(out, sizeof(out), "%s.%03ldZ %s[%ld] %s: %s\n", stamp,
+                 ts.tv_nsec / 1000000, log_role, (long)getpid(),
+                 level_names[lvl], line);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(out)) {
+        n = sizeof(out) - 1;
+        out[n - 1] = '\n';
+    }
+    while (write(STDERR_FILENO, out, (size_t)n) < 0 && errno == EINTR)
+        ;
 }
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
