@@ -144,6 +144,12 @@ int store_domain_tenant(struct store_txn *txn, const char *domain, char *name);
  * tenant (reserved for that tenant, existing or not), else STORE_OK. */
 int store_domain_reserved(struct store_txn *txn, const char *domain,
                           const char *tenant);
+/* Checks the tenant exists and builds the "tenant\0domain" key of an
+ * outbound or trusted entry in buf (size n), the domain normalised
+ * (".example.com" kept): STORE_OK, STORE_ENOTFOUND or STORE_EINVAL. */
+int store_tenant_domain_key(struct store_txn *txn, const char *tenant,
+                            const char *domain, char *buf, size_t n,
+                            MDB_val *key);
 /* The platform domain, or STORE_ENOINIT. */
 int store_platform_domain(struct store_txn *txn, char *out, size_t outlen);
 

@@ -257,22 +257,6 @@ int store_inbound_tls(struct store_txn *txn, const char *tenant, bool required)
 
 /* ---- trusted sender domains ---- */
 
-/* Checks the tenant exists and builds its "tenant\0domain" trust key. */
-static int store_trust_key(struct store_txn *txn, const char *tenant,
-                           const char *domain, char *buf, size_t n,
-                           MDB_val *key)
-{
-    struct store_tenant_rec rec;
-    char norm[ADDR_DOMAIN_MAX + 1];
-    int rc = store_tenant_read(txn, tenant, &rec);
-
-    if (rc != STORE_OK)
-        return rc;
-    if (addr_domain_norm(domain, 1, norm, sizeof(norm)) != ADDR_OK)
-        return STORE_EINVAL;
-    return store_key2(buf, n, tenant, norm, key) ? STORE_OK : STORE_EINVAL;
-}
-
 int store_trust_add(struct store_txn *txn, const char *tenant,
                     const char *domain)
 {
@@ -280,7 +264,8 @@ int store_trust_add(struct store_txn *txn, const char *tenant,
     struct store_buf b;
     msgpack_packer pk;
     MDB_val key;
-    int rc = store_trust_key(txn, tenant, domain, buf, sizeof(buf), &key);
+    int rc =
+        store_tenant_domain_key(txn, tenant, domain, buf, sizeof(buf), &key);
 
     if (rc != STORE_OK)
         return rc;
@@ -294,7 +279,8 @@ int store_trust_remove(struct store_txn *txn, const char *tenant,
 {
     char buf[STORE_KEY_MAX];
     MDB_val key;
-    int rc = store_trust_key(txn, tenant, domain, buf, sizeof(buf), &key);
+    int rc =
+        store_tenant_domain_key(txn, tenant, domain, buf, sizeof(buf), &key);
 
     return rc == STORE_OK ? store_del(txn, DB_TRUSTED, &key) : rc;
 }

@@ -597,10 +597,9 @@ int store_outbound_shadow(struct store_txn *txn, const char *tenant,
     return store_tenant_write(txn, tenant, &rec);
 }
 
-/* Checks the tenant exists and builds its "tenant\0domain" key. */
-static int store_entry_key(struct store_txn *txn, const char *tenant,
-                           const char *domain, char *buf, size_t n,
-                           MDB_val *key)
+int store_tenant_domain_key(struct store_txn *txn, const char *tenant,
+                            const char *domain, char *buf, size_t n,
+                            MDB_val *key)
 {
     struct store_tenant_rec rec;
     char norm[ADDR_DOMAIN_MAX + 1];
@@ -624,7 +623,7 @@ int store_outbound_add(struct store_txn *txn, const char *tenant,
 
     if (!store_level_ok(level))
         return STORE_EINVAL;
-    rc = store_entry_key(txn, tenant, domain, buf, sizeof(buf), &key);
+    rc = store_tenant_domain_key(txn, tenant, domain, buf, sizeof(buf), &key);
     if (rc != STORE_OK)
         return rc;
     store_pack_init(&b, &pk);
@@ -638,7 +637,8 @@ int store_outbound_remove(struct store_txn *txn, const char *tenant,
 {
     char buf[STORE_KEY_MAX];
     MDB_val key;
-    int rc = store_entry_key(txn, tenant, domain, buf, sizeof(buf), &key);
+    int rc =
+        store_tenant_domain_key(txn, tenant, domain, buf, sizeof(buf), &key);
 
     return rc == STORE_OK ? store_del(txn, DB_OUTBOUND, &key) : rc;
 }
