@@ -18,7 +18,7 @@ target_include_directories(tlsgate_smtpout_reply PUBLIC ${OUT_DIR})
 add_executable(tlsgate-smtpout ${OUT_DIR}/smtpout.c ${OUT_DIR}/smtpout_conn.c
                                ${OUT_DIR}/smtpout_submit.c ${OUT_DIR}/dns.c)
 target_link_libraries(tlsgate-smtpout PRIVATE tlsgate_queue
-  tlsgate_smtpout_reply tlsgate_ipc tlsgate_tls tlsgate_policy
+  tlsgate_smtpout_reply tlsgate_smtpin tlsgate_ipc tlsgate_tls tlsgate_policy
   PkgConfig::CARES PkgConfig::LIBUV PkgConfig::GNUTLS)
 
 # libFuzzer target (contract 5): seed corpus in tests/fuzz/smtpout_reply/.

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "queue_text.h"
+#include "smtpin_parse.h"
 #include "supfds.h"
 
 struct smtpout_submit {
@@ -33,18 +34,23 @@ struct sub_sess {
     uint64_t id;
     char *in; /* received bytes not yet handled */
     size_t inlen, incap;
-    bool helo, in_data, waiting, closing, data_too_big;
+    bool helo, in_data, waiting, closing;
+    bool discarding;     /* dropping the rest of an overlong command line */
+    bool read_paused;    /* input stopped while the engine is asked */
     bool handles_closed; /* freed once also no engine answer is due */
     unsigned errors;
     struct tenant_info tenant;
     bool have_sender;
     struct queue_msg env;
-    char *data; /* message being received */
+    struct smtpin_data dstate; /* the DATA state machine (inbound's) */
+    char *data;                /* message being received, CRLF lines */
     size_t datalen, datacap;
     struct sub_sess *next;
 };
 
 static void sess_process(struct sub_sess *s);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 
 /* ---- output and closing ---- */
 
@@ -124,7 +130,6 @@ static void sess_reset(struct sub_sess *s)
     memset(&s->env, 0, sizeof(s->env));
     s->have_sender = false;
     s->in_data = false;
-    s->data_too_big = false;
     s->datalen = 0;
 }
 
@@ -246,39 +251,101 @@ static void end_data(struct sub_sess *s)
     sess_reset(s);
 }
 
-/* Appends one data line (CRLF-ended, dot removed) to the message. */
-static void data_line(struct sub_sess *s, const char *line, size_t n)
+/* Appends stored message bytes (LF lines from the DATA state machine) to
+ * the message as CRLF lines; false when memory runs out. */
+static bool data_append(struct sub_sess *s, const char *out, size_t n)
 {
-    size_t max = s->sub->so->cfg->max_message_size;
+    size_t need = s->datalen + 2 * n;
 
-    if (n == 1 && line[0] == '.') {
-        s->in_data = false;
-        if (s->data_too_big) {
-            sess_reply(s, "552 5.3.4 message too large");
-            sess_reset(s);
-        } else
-            end_data(s);
-        return;
-    }
-    if (line[0] == '.')
-        line++, n--;
-    if (s->data_too_big || s->datalen + n + 2 > max) {
-        s->data_too_big = true;
-        return;
-    }
-    if (s->datalen + n + 2 > s->datacap) {
-        size_t cap = (s->datacap ? s->datacap * 2 : 65536);
+    if (need > s->datacap) {
+        size_t cap = s->datacap ? s->datacap * 2 : 65536;
         char *grown;
-        while (cap < s->datalen + n + 2)
+        while (cap < need)
             cap *= 2;
         if (!(grown = realloc(s->data, cap)))
-            return (void)(s->data_too_big = true);
+            return false;
         s->data = grown;
         s->datacap = cap;
     }
-    memcpy(s->data + s->datalen, line, n);
-    memcpy(s->data + s->datalen + n, "\r\n", 2);
-    s->datalen += n + 2;
+    for (size_t i = 0; i < n; i++) {
+        if (out[i] == '\n')
+            s->data[s->datalen++] = '\r';
+        s->data[s->datalen++] = out[i];
+    }
+    return true;
+}
+
+/* CRLF.CRLF arrived: refuse an overlong or oversized message, else queue. */
+static void data_end(struct sub_sess *s)
+{
+    char reply[128];
+
+    s->in_data = false;
+    if (s->dstate.too_long)
+        snprintf(reply, sizeof(reply),
+                 "500 5.5.2 Message refused: a line is longer than %lu bytes",
+                 s->sub->so->cfg->max_line_length);
+    else if (s->dstate.too_big)
+        snprintf(reply, sizeof(reply),
+                 "552 5.3.4 message too large (limit %lu bytes)",
+                 s->sub->so->cfg->max_message_size);
+    else
+        return end_data(s);
+    log_info("id=S%lu submission refused reply=\"%s\"", (unsigned long)s->id,
+             reply);
+    sess_reply(s, reply);
+    sess_reset(s);
+}
+
+/*
+ * Feeds buffered input to the DATA state machine shared with inbound
+ * (only CRLF.CRLF ends the data). A bare CR or LF refuses the message and
+ * closes the session, so nothing after it runs as a command. Returns the
+ * bytes consumed.
+ */
+static size_t data_input(struct sub_sess *s, const char *in, size_t len)
+{
+    static char scratch[65536];
+    size_t outlen = 0, used = 0;
+    enum smtpin_data_status st;
+
+    if (len > sizeof(scratch))
+        len = sizeof(scratch);
+    st = smtpin_data_feed(&s->dstate, in, len, scratch, &outlen, &used);
+    if (outlen > 0 && !data_append(s, scratch, outlen))
+        s->dstate.too_big = true;
+    if (st == SD_BARE) {
+        log_warn("id=S%lu submission bare_cr_lf offset=%zu",
+                 (unsigned long)s->id, s->dstate.size);
+        sess_reply(s, "554 5.5.2 Bare CR or LF in message data refused, "
+                      "closing");
+        sess_reset(s);
+        sess_close(s);
+    } else if (st == SD_END) {
+        data_end(s);
+    }
+    return used;
+}
+
+/* DATA: bytes already sent behind the command (before our 354) end the
+ * session, as on the inbound listener. */
+static void cmd_data(struct sub_sess *s)
+{
+    const struct tg_config *cfg = s->sub->so->cfg;
+
+    if (!s->have_sender || s->env.nrcpt == 0)
+        return sess_reply(s, "503 5.5.1 no valid recipients");
+    if (s->inlen > 0) {
+        log_warn("id=S%lu submission data_before_354 bytes=%zu",
+                 (unsigned long)s->id, s->inlen);
+        sess_reply(s, "554 5.5.0 Data sent before the 354 reply, closing");
+        sess_reset(s);
+        return sess_close(s);
+    }
+    smtpin_data_init(&s->dstate, cfg->max_line_length, cfg->max_message_size);
+    s->in_data = true;
+    s->datalen = 0;
+    sess_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
 /* ---- commands ---- */
@@ -326,13 +393,8 @@ static void sess_command(struct sub_sess *s, const char *line)
         return cmd_mail(s, arg);
     if (verb_is(line, "RCPT TO:", &arg))
         return cmd_rcpt(s, arg);
-    if (verb_is(line, "DATA", &arg)) {
-        if (!s->have_sender || s->env.nrcpt == 0)
-            return sess_reply(s, "503 5.5.1 no valid recipients");
-        s->in_data = true;
-        s->datalen = 0;
-        return sess_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-    }
+    if (verb_is(line, "DATA", &arg))
+        return cmd_data(s);
     if (verb_is(line, "RSET", &arg)) {
         sess_reset(s);
         return sess_reply(s, "250 2.0.0 Ok");
@@ -349,39 +411,69 @@ static void sess_command(struct sub_sess *s, const char *line)
     sess_reply(s, "500 5.5.1 command not recognised");
 }
 
-/* Handles the complete lines in the input buffer, pausing while the
- * engine is asked and resuming after. */
+/* Drops n handled bytes from the front of the input buffer. */
+static void sess_consume(struct sub_sess *s, size_t n)
+{
+    memmove(s->in, s->in + n, s->inlen - n);
+    s->inlen -= n;
+}
+
+/*
+ * One step on the buffered input: data to the DATA state machine, or one
+ * command line (inbound's splitter: an overlong line is dropped as it
+ * comes, so memory stays flat, and answered 500 5.5.2). False when
+ * nothing more can be done now.
+ */
+static bool sess_step(struct sub_sess *s)
+{
+    const char *line = NULL;
+    size_t len = 0, used = 0;
+    enum smtpin_line_status st;
+
+    if (s->in_data) {
+        sess_consume(s, data_input(s, s->in, s->inlen));
+        return !s->in_data || s->inlen > 0;
+    }
+    st = smtpin_next_line(s->in, s->inlen, s->sub->so->cfg->max_line_length,
+                          &s->discarding, &line, &len, &used);
+    if (st == SL_MORE) {
+        sess_consume(s, used);
+        return false;
+    }
+    if (st == SL_TOOLONG) {
+        sess_consume(s, used);
+        sess_reply(s, "500 5.5.2 Line too long");
+        s->errors++;
+    } else {
+        /* The line leaves the buffer first: what is left is what the
+         * peer sent beyond it (data before the 354). */
+        char copy[len + 1];
+        memcpy(copy, line, len);
+        copy[len] = '\0';
+        sess_consume(s, used);
+        sess_command(s, copy);
+    }
+    if (s->errors >= s->sub->so->cfg->max_errors && !s->closing) {
+        sess_reply(s, "421 4.7.0 too many errors, closing");
+        sess_close(s);
+    }
+    return true;
+}
+
+/* Handles the buffered input, pausing while the engine is asked and
+ * resuming after. */
 static void sess_process(struct sub_sess *s)
 {
-    size_t start = 0, max = s->sub->so->cfg->max_line_length;
-    char *nl;
-
-    while (!s->closing && !s->waiting &&
-           (nl = memchr(s->in + start, '\n', s->inlen - start))) {
-        size_t n = (size_t)(nl - (s->in + start));
-        char *line = s->in + start;
-        start += n + 1;
-        if (n > 0 && line[n - 1] == '\r')
-            n--;
-        if (s->in_data) {
-            data_line(s, line, n);
-            continue;
-        }
-        line[n] = '\0';
-        if (n + 2 > max)
-            sess_reply(s, "500 5.5.2 line too long"), s->errors++;
-        else
-            sess_command(s, line);
-        if (s->errors >= s->sub->so->cfg->max_errors) {
-            sess_reply(s, "421 4.7.0 too many errors, closing");
-            sess_close(s);
-        }
+    while (!s->closing && !s->waiting && s->inlen > 0 && sess_step(s))
+        ;
+    if (s->closing)
+        return;
+    if (s->read_paused && !s->waiting) {
+        s->read_paused = false;
+        uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
     }
-    memmove(s->in, s->in + start, s->inlen - start);
-    s->inlen -= start;
-    if (!s->closing)
-        uv_timer_start(&s->timer, on_idle,
-                       s->sub->so->cfg->command_timeout * 1000, 0);
+    uv_timer_start(&s->timer, on_idle, s->sub->so->cfg->command_timeout * 1000,
+                   0);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -411,10 +503,11 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     s->inlen += (size_t)n;
     sess_process(s);
-    /* A line longer than any allowed one never ends: drop the peer. */
-    if (!s->closing && s->inlen > limit) {
-        sess_reply(s, "500 5.5.2 line too long, closing");
-        sess_close(s);
+    /* While the engine is asked, input waits in the buffer: stop reading
+     * past a bound so memory stays flat; reading resumes after. */
+    if (!s->closing && s->waiting && s->inlen > limit) {
+        uv_read_stop(st);
+        s->read_paused = true;
     }
 }
 

@@ -68,7 +68,7 @@ def main():
         expect(s.docmd("MAIL FROM:<app@acme.mail.example.net>"), 250,
                "2.1.0", "second transaction")
         expect(s.docmd("RCPT TO:<a@dest.test>"), 250, "2.1.5", "rcpt")
-        code, text = s.data(b"Subject: big\r\n\r\n" + b"x" * 70 * 40)
+        code, text = s.data(b"Subject: big\r\n\r\n" + (b"x" * 68 + b"\r\n") * 40)
         check(code == 552 and text.startswith(b"5.3.4"),
               "too large: %d %r" % (code, text))
         s.quit()
