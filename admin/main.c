@@ -412,7 +412,7 @@ int main(int argc, char **argv)
     if ((rc = adm_split(&c, &a, argc, argv)) != ADM_OK)
         return rc;
     if (a.version && a.npos == 0) {
-        printf("tlsgate-admin 0.1.0\n");
+        printf("tlsgate-admin %s\n", TLSGATE_VERSION);
         return ADM_OK;
     }
     if ((cmd = adm_find(&a, &used, &status)) == NULL)

@@ -21,7 +21,7 @@ static const char usage[] =
     "usage: tlsgated [--config FILE] [--state-dir DIR] [--KEY VALUE ...]\n"
     "                [--roles engine,inbound,outbound] [--libexec-dir DIR]\n"
     "       tlsgated [settings] --print-settings\n"
-    "       tlsgated --print-config-docs | --help\n"
+    "       tlsgated --print-config-docs | --version | --help\n"
     "Every setting of docs/config.md is also a flag (--KEY VALUE or "
     "--KEY=VALUE).\n";
 
@@ -374,6 +374,11 @@ static void configure(struct sup *s, int argc, char **argv, struct sup_opts *o)
 {
     char err[512];
 
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("tlsgated %s\n", TLSGATE_VERSION);
+            exit(0);
+        }
     if (cfg_from_args(&s->cfg, &argc, argv, err, sizeof(err)) < 0) {
         fprintf(stderr, "tlsgated: %s\n", err);
         exit(1);

@@ -1,10 +1,13 @@
 #include "config.h"
 
+#include "supfds.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,8 +22,8 @@ const struct cfg_key cfg_keys[] = {
     {"state_dir", P(state_dir), "./var", 0, 0,
      "Folder holding every file of a running gateway"},
     {"hostname", S(hostname), "", 0, 0,
-     "Name used in SMTP banners, EHLO and Received headers; empty: the "
-     "machine's host name"},
+     "Name used in SMTP banners, EHLO and Received headers (a DNS name, "
+     "stored in lower case); empty: the machine's host name"},
     {"log", S(log_target), "stderr", 0, 0,
      "Where log lines go: stderr or "
      "syslog (facility mail)"},
@@ -57,7 +60,8 @@ const struct cfg_key cfg_keys[] = {
      "Offer TLS session tickets for resumption"},
 
     {"inbound_listen", S(inbound_listen), "127.0.0.1:2525 [::1]:2525", 0, 0,
-     "Addresses of the inbound SMTP listeners, space separated"},
+     "Addresses of the inbound SMTP listeners, space separated "
+     "(HOST:PORT, [IPV6]:PORT, *:PORT)"},
     {"inbound_workers", N(CFG_UINT, inbound_workers), "0", 0, 256,
      "Inbound receiver processes; 0: one per core"},
     {"mail_dir", P(mail_dir), "mail", 0, 0,
@@ -88,7 +92,8 @@ const struct cfg_key cfg_keys[] = {
      "On stop, how long running sessions may finish"},
 
     {"submission_listen", S(submission_listen), "127.0.0.1:2587", 0, 0,
-     "Addresses of the submission SMTP listeners, space separated"},
+     "Addresses of the submission SMTP listeners, space separated "
+     "(HOST:PORT, [IPV6]:PORT, *:PORT)"},
     {"queue_dir", P(queue_dir), "queue", 0, 0, "Durable outbound queue"},
     {"outbound_workers", N(CFG_UINT, outbound_workers), "0", 0, 256,
      "Outbound sender processes; 0: one per core"},
@@ -194,6 +199,92 @@ static int parse_number(const char *v, enum cfg_type type, unsigned long *out)
     return 0;
 }
 
+/* A DNS name: letters, digits and hyphens in dot-separated labels of 1 to
+ * 63 characters, 253 in all; lowered in place. Returns 0 or -1. */
+static int check_hostname(char *name, char *err, size_t errlen)
+{
+    size_t label = 0, len = strlen(name);
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+
+        if (c == '.') {
+            if (label == 0)
+                break;
+            label = 0;
+            continue;
+        }
+        if (!isalnum(c) && c != '-')
+            break;
+        if (++label > 63)
+            break;
+        name[i] = (char)tolower(c);
+        if (i + 1 == len && label > 0 && len <= 253)
+            return 0;
+    }
+    snprintf(err, errlen,
+             "hostname: '%.64s' is not a DNS name (letters, digits, hyphens "
+             "and dots, labels of 1 to 63 characters, 253 in all)",
+             name);
+    return -1;
+}
+
+/* A space-separated list of HOST:PORT / [V6]:PORT / *:PORT addresses. */
+static int check_listen(const char *key, const char *list, char *err,
+                        size_t errlen)
+{
+    struct sockaddr_storage ss;
+    char word[128], why[200];
+    unsigned len, count = 0;
+
+    for (const char *p = list + strspn(list, " \t"); *p;) {
+        size_t n = strcspn(p, " \t");
+
+        if (n >= sizeof(word) || ++count > SUP_MAX_LISTENERS) {
+            snprintf(err, errlen, "%s: address too long or more than %d", key,
+                     SUP_MAX_LISTENERS);
+            return -1;
+        }
+        memcpy(word, p, n);
+        word[n] = '\0';
+        if (sup_parse_addr(word, &ss, &len, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "%s: %s", key, why);
+            return -1;
+        }
+        p += n;
+        p += strspn(p, " \t");
+    }
+    return 0;
+}
+
+/* Settings whose text has a fixed form: checked after they are stored. */
+static int check_text(struct tg_config *cfg, const struct cfg_key *k, char *err,
+                      size_t errlen)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+
+    if (k->offset == OFF(hostname) && cfg->hostname[0])
+        return check_hostname(cfg->hostname, err, errlen);
+    if (k->offset == OFF(log_target) && strcmp(cfg->log_target, "stderr") &&
+        strcmp(cfg->log_target, "syslog")) {
+        snprintf(err, errlen, "log: '%s' is not stderr or syslog",
+                 cfg->log_target);
+        return -1;
+    }
+    if (k->offset == OFF(log_level)) {
+        for (size_t i = 0; i < 4; i++)
+            if (strcmp(cfg->log_level, levels[i]) == 0)
+                return 0;
+        snprintf(err, errlen,
+                 "log_level: '%s' is not debug, info, warn or error",
+                 cfg->log_level);
+        return -1;
+    }
+    if (k->offset == OFF(inbound_listen) || k->offset == OFF(submission_listen))
+        return check_listen(k->name, (char *)cfg + k->offset, err, errlen);
+    return 0;
+}
+
 int cfg_set(struct tg_config *cfg, const char *key, const char *value,
             char *err, size_t errlen)
 {
@@ -214,6 +305,17 @@ int cfg_set(struct tg_config *cfg, const char *key, const char *value,
             snprintf(err, errlen, "%s: value too long or has a line break",
                      k->name);
             return -1;
+        }
+        if (k->type == CFG_STR) {
+            char old[CFG_STR_MAX];
+
+            snprintf(old, sizeof(old), "%s", field);
+            memcpy(field, value, strlen(value) + 1);
+            if (check_text(cfg, k, err, errlen) < 0) {
+                memcpy(field, old, strlen(old) + 1);
+                return -1;
+            }
+            return 0;
         }
         memcpy(field, value, strlen(value) + 1);
         return 0;
@@ -245,11 +347,22 @@ void cfg_defaults(struct tg_config *cfg)
             abort(); /* a default that does not parse is a bug */
 }
 
+struct line_reader {
+    FILE *f;
+    int lineno;
+    int bad_line;    /* a line refused before inih saw it */
+    const char *why; /* NULL: the line is too long */
+};
+
+#define CFG_MAX_KEYS 128
+
 struct ini_ctx {
     struct tg_config *cfg;
     char *err;
     size_t errlen;
     int failed;
+    const struct line_reader *reader;
+    int set_on[CFG_MAX_KEYS]; /* line where each key was set, 0: not yet */
 };
 
 /* inih stops at the first line this refuses and returns its number. */
@@ -257,10 +370,22 @@ static int on_ini_line(void *user, const char *section, const char *name,
                        const char *value)
 {
     struct ini_ctx *ctx = user;
+    const struct cfg_key *k = find_key(name);
     char why[256];
+    size_t i;
 
+    (void)section;
     if (ctx->failed)
         return 0;
+    i = k ? (size_t)(k - cfg_keys) : 0;
+    if (k && i < CFG_MAX_KEYS && ctx->set_on[i]) {
+        snprintf(ctx->err, ctx->errlen, "'%s' is already set on line %d",
+                 k->name, ctx->set_on[i]);
+        ctx->failed = 1;
+        return 0;
+    }
+    if (k && i < CFG_MAX_KEYS)
+        ctx->set_on[i] = ctx->reader->lineno;
     if (cfg_set(ctx->cfg, name, value, why, sizeof(why)) < 0) {
         snprintf(ctx->err, ctx->errlen, "%s", why);
         ctx->failed = 1;
@@ -268,13 +393,6 @@ static int on_ini_line(void *user, const char *section, const char *name,
     }
     return 1;
 }
-
-struct line_reader {
-    FILE *f;
-    int lineno;
-    int bad_line;    /* a line refused before inih saw it */
-    const char *why; /* NULL: the line is too long */
-};
 
 /* inih reader: one line at a time with its leading blanks removed, so that
  * an indented line is never taken for the continuation of the previous
@@ -285,18 +403,22 @@ static char *read_line(char *buf, int size, void *stream)
     struct line_reader *r = stream;
     char *line = NULL;
     size_t cap = 0, len;
+    ssize_t got;
     const char *p;
 
-    if (getline(&line, &cap, r->f) < 0) {
+    got = getline(&line, &cap, r->f);
+    if (got < 0) {
         free(line);
         return NULL;
     }
     r->lineno++;
     p = line + strspn(line, " \t");
     len = strlen(p);
-    if (len + 1 >= (size_t)size || p[0] == '[') {
+    if (len + 1 >= (size_t)size || p[0] == '[' || strlen(line) != (size_t)got) {
         r->bad_line = r->lineno;
-        r->why = p[0] == '[' ? "sections are not used" : NULL;
+        r->why = p[0] == '['                   ? "sections are not used"
+                 : strlen(line) != (size_t)got ? "has a NUL byte"
+                                               : NULL;
         free(line);
         return NULL;
     }
@@ -308,8 +430,8 @@ static char *read_line(char *buf, int size, void *stream)
 int cfg_load_file(struct tg_config *cfg, const char *path, char *err,
                   size_t errlen)
 {
-    struct ini_ctx ctx = {cfg, err, errlen, 0};
     struct line_reader r = {fopen(path, "re"), 0, 0, NULL};
+    struct ini_ctx ctx = {cfg, err, errlen, 0, &r, {0}};
     char why[300];
     int rc;
 
@@ -456,9 +578,16 @@ int cfg_finish(struct tg_config *cfg, char *err, size_t errlen)
                          k->name, err, errlen) < 0)
             return -1;
     }
-    if (cfg->hostname[0] == '\0' &&
-        gethostname(cfg->hostname, sizeof(cfg->hostname) - 1) < 0)
-        snprintf(cfg->hostname, sizeof(cfg->hostname), "localhost");
+    if (cfg->hostname[0] == '\0') {
+        /* The machine's name, lowered; "localhost" if it is no DNS name. */
+        if (gethostname(cfg->hostname, sizeof(cfg->hostname) - 1) < 0 ||
+            check_hostname(cfg->hostname, err, errlen) < 0)
+            snprintf(cfg->hostname, sizeof(cfg->hostname), "localhost");
+    }
+    /* A struct filled without cfg_set is checked here too. */
+    for (const struct cfg_key *k = cfg_keys; k->name; k++)
+        if (k->type == CFG_STR && check_text(cfg, k, err, errlen) < 0)
+            return -1;
     return 0;
 }
 

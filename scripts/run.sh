@@ -21,7 +21,8 @@ fi
 admin=build/bin/tlsgate-admin
 domain=mail.example.net
 mailbox=globalmobility@acme.$domain
-mkdir -p var
+# The state folder is private to the gateway (docs/operations.md).
+mkdir -p -m 0750 var
 if [ -e var/policy/data.mdb ]; then
     echo "run: keeping the policy store in var/policy"
 elif [ ! -x "$admin" ]; then
@@ -35,9 +36,10 @@ else
     echo "run: tenant acme, monitored mailbox $mailbox, outbound mode off"
 fi
 
-echo "run: programs built:"
+echo "run: programs built ($(build/bin/tlsgated --version 2>/dev/null ||
+    echo "tlsgated not built")):"
 for p in tlsgated tlsgate-engine tlsgate-smtpin tlsgate-smtpout \
-    tlsgate-admin tlsgate-sendmail tlsgate-bench; do
+    tlsgate-queue tlsgate-admin tlsgate-sendmail tlsgate-bench; do
     if [ -x "build/bin/$p" ]; then
         echo "       $p"
     else

@@ -120,6 +120,12 @@ static void test_file_errors(void **state)
         {"[section]\nhostname = a\n", "line 1: sections are not used"},
         {"max_errors = 0\n", "line 1: max_errors: '0' is not a number"},
         {"tls_tickets = maybe\n", "line 1: tls_tickets: 'maybe' is not"},
+        {"hostname = a\nlog = stderr\nhostname = b\n",
+         "line 3: 'hostname' is already set on line 1"},
+        {"max-errors = 3\nmax_errors = 4\n",
+         "line 2: 'max_errors' is already set on line 1"},
+        {"log_level = loud\n", "line 1: log_level: 'loud' is not debug"},
+        {"inbound_listen = 127.0.0.1:99999\n", "line 1: inbound_listen: "},
     };
     struct tg_config cfg;
     char err[512];
@@ -142,23 +148,121 @@ static void test_long_line(void **state)
     char text[600], err[512];
 
     memset(text, 0, sizeof(text));
-    strcpy(text, "hostname = a\nhostname = ");
+    strcpy(text, "hostname = a\ntls_priority = ");
     /* The longest line that fits is accepted. */
-    memset(text + strlen(text), 'z', 197 - strlen("hostname = "));
+    memset(text + strlen(text), 'z', 197 - strlen("tls_priority = "));
     strcat(text, "\n");
     cfg_defaults(&cfg);
     assert_int_equal(cfg_load_file(&cfg, write_conf(text), err, sizeof(err)),
                      0);
-    assert_int_equal(strlen(cfg.hostname), 197 - strlen("hostname = "));
-    strcpy(text, "hostname = a\nhostname = ");
+    assert_int_equal(strlen(cfg.tls_priority), 197 - strlen("tls_priority = "));
+    strcpy(text, "hostname = a\ntls_priority = ");
     memset(text + strlen(text), 'x', 300);
-    strcat(text, "\nhostname = ");
-    memset(text + strlen(text), 'y', 197 - strlen("hostname = "));
+    strcat(text, "\ntls_priority = ");
+    memset(text + strlen(text), 'y', 197 - strlen("tls_priority = "));
     strcat(text, "\n");
     cfg_defaults(&cfg);
     assert_int_equal(cfg_load_file(&cfg, write_conf(text), err, sizeof(err)),
                      -1);
     assert_non_null(strstr(err, "line 2: longer than"));
+}
+
+/* A NUL byte inside a line is refused with its line number, not cut. */
+static void test_nul_byte(void **state)
+{
+    static const char text[] = "log = stderr\nhostname = ab\0cd\n";
+    struct tg_config cfg;
+    char path[PATH_MAX], err[512];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/nul.conf", tmpdir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fwrite(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    cfg_defaults(&cfg);
+    assert_int_equal(cfg_load_file(&cfg, path, err, sizeof(err)), -1);
+    if (strstr(err, "line 2: has a NUL byte") == NULL)
+        fail_msg("got '%s'", err);
+}
+
+/* hostname must be a DNS name; it is stored in lower case. */
+static void test_hostname(void **state)
+{
+    static const char *const bad[] = {
+        "a b\"<x>",
+        "a..b",
+        ".a",
+        "a.",
+        "a_b.example",
+        "h\xc3\xa9.example",
+        "[1.2.3.4]",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.x"};
+    struct tg_config cfg;
+    char err[256], name[300];
+
+    cfg_defaults(&cfg);
+    assert_int_equal(cfg_set(&cfg, "hostname", "MX-1.Example.NET", err, 256),
+                     0);
+    assert_string_equal(cfg.hostname, "mx-1.example.net");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (cfg_set(&cfg, "hostname", bad[i], err, 256) != -1)
+            fail_msg("'%s' accepted", bad[i]);
+        assert_non_null(strstr(err, "is not a DNS name"));
+        assert_string_equal(cfg.hostname, "mx-1.example.net");
+    }
+    /* 63-character labels, 253 characters in all. */
+    memset(name, 0, sizeof(name));
+    for (int i = 0; i < 4; i++)
+        memset(name + i * 64, 'a', 63), name[i * 64 + 63] = '.';
+    name[253] = '\0';
+    assert_int_equal(cfg_set(&cfg, "hostname", name, err, 256), 0);
+    name[253] = 'a';
+    name[254] = '\0';
+    assert_int_equal(cfg_set(&cfg, "hostname", name, err, 256), -1);
+    {
+        const char *args[] = {"--hostname", "a b\"<x>", NULL};
+
+        assert_int_equal(from_args(&cfg, args, err, 256, NULL), -1);
+        assert_non_null(strstr(err, "hostname: "));
+    }
+}
+
+/* log, log_level and the listen lists are checked when set. */
+static void test_enums_and_listen(void **state)
+{
+    static const struct {
+        const char *key, *value;
+        int ok;
+    } cases[] = {
+        {"log", "syslog", 0},
+        {"log", "file", -1},
+        {"log_level", "warn", 0},
+        {"log_level", "loud", -1},
+        {"log_level", "INFO", -1},
+        {"inbound_listen", "127.0.0.1:99999", -1},
+        {"inbound_listen", "localhost:25", -1},
+        {"inbound_listen", "127.0.0.1:25 nonsense", -1},
+        {"inbound_listen", "127.0.0.1:25 [::1]:25 *:2525", 0},
+        {"inbound_listen", "", 0},
+        {"submission_listen", "[::1]:70000", -1},
+        {"submission_listen", "127.0.0.1:587", 0},
+    };
+    struct tg_config cfg;
+    char err[256];
+
+    cfg_defaults(&cfg);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = cfg_set(&cfg, cases[i].key, cases[i].value, err, 256);
+
+        if (rc != cases[i].ok)
+            fail_msg("%s = '%s': rc %d", cases[i].key, cases[i].value, rc);
+        if (rc < 0 && strncmp(err, cases[i].key, strlen(cases[i].key)) != 0)
+            fail_msg("%s: message '%s'", cases[i].key, err);
+    }
+    /* cfg_finish checks a struct filled by hand too. */
+    snprintf(cfg.log_level, sizeof(cfg.log_level), "loud");
+    assert_int_equal(cfg_finish(&cfg, err, 256), -1);
 }
 
 static void test_missing_file(void **state)
@@ -329,6 +433,8 @@ static int teardown(void **state)
 
     snprintf(path, sizeof(path), "%s/test.conf", tmpdir);
     unlink(path);
+    snprintf(path, sizeof(path), "%s/nul.conf", tmpdir);
+    unlink(path);
     return rmdir(tmpdir);
 }
 
@@ -340,6 +446,9 @@ int main(void)
         cmocka_unit_test(test_file_parsing),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_long_line),
+        cmocka_unit_test(test_nul_byte),
+        cmocka_unit_test(test_hostname),
+        cmocka_unit_test(test_enums_and_listen),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_override_order),
         cmocka_unit_test(test_numbers),

@@ -322,10 +322,12 @@ def test_reload(opts, work, gates):
     inport, subport = free_port(both=True), free_port()
     conf = os.path.join(work, "tlsgate.conf")
 
-    def write_conf(text):
+    def write_conf(text, workers=2):
+        # A key may appear once in the file.
         with open(conf, "w") as f:
             f.write("# test settings\nshutdown_grace = 5\n"
-                    "inbound_workers = 2\noutbound_workers = 1\n" + text)
+                    "inbound_workers = %d\noutbound_workers = 1\n" % workers
+                    + text)
 
     write_conf("max_errors = 5\n")
     g = Gate(opts, work, "reload",
@@ -352,15 +354,18 @@ def test_reload(opts, work, gates):
     check(read_pid("127.0.0.1", inport) in g.pids("inbound")[2:],
           "not served by a new receiver")
 
-    for text, want in (
-            ("max_errors = lots\n", r"reload_refused reason=bad_settings "
+    for text, workers, want in (
+            ("max_errors = lots\n", 2, r"reload_refused reason=bad_settings "
              r"error=\S+tlsgate\.conf:\\x20line\\x205:"),
-            ("max_errors = 7\ninbound_workers = 3\n",
-             r"reload_refused setting=inbound_workers reason=needs_restart")):
-        write_conf(text)
+            ("max_errors = 7\n", 3,
+             r"reload_refused setting=inbound_workers reason=needs_restart"),
+            ("max_errors = 7\nmax_errors = 8\n", 2,
+             r"reload_refused reason=bad_settings error=\S+tlsgate\.conf:"
+             r"\\x20line\\x206:\\x20'max_errors'\\x20is\\x20already")):
+        write_conf(text, workers)
         g.proc.send_signal(signal.SIGHUP)
         g.wait_lines(want)
-    g.wait_lines(r"reload signal=HUP children=4", 3)
+    g.wait_lines(r"reload signal=HUP children=4", 4)
     check(len(g.lines(r"child_start")) == 8, "children restarted anyway")
 
     rc = g.stop()
@@ -488,8 +493,9 @@ def test_refuse(opts, work, gates):
             ("badflag", ["--no-such-flag"], r"--no-such-flag: unknown"),
             ("badroles", ["--roles", "engine,mailer"], r"bad_roles"),
             ("badlisten", ["--inbound-listen", "localhost"],
-             r"listen_failed setting=inbound_listen error=localhost:"),
-            ("badlog", ["--log", "file"], r"log must be stderr or syslog")):
+             r"inbound_listen: localhost: not HOST:PORT"),
+            ("badlog", ["--log", "file"], r"log: 'file' is not stderr or "
+                                          r"syslog")):
         b = Gate(opts, work, name, args)
         gates.append(b)
         check(b.run() == 1, name + " did not fail")
@@ -562,7 +568,35 @@ def test_docs(opts, work, gates):
           ">docs/config.md.new && mv docs/config.md.new docs/config.md")
 
 
-TESTS = {"pool": test_pool, "restart": test_restart, "grace": test_grace,
+def test_cli(opts, work, gates):
+    """--version prints the CMake project version; --print-settings refuses
+    what a real start refuses, with the setting named."""
+    tg = os.path.join(opts.bindir, "tlsgated")
+    out = subprocess.run([tg, "--version"], capture_output=True, text=True,
+                         timeout=10)
+    check(out.returncode == 0 and re.fullmatch(r"tlsgated \d+\.\d+\.\d+\n",
+                                               out.stdout),
+          "tlsgated --version: %r" % out.stdout)
+    for args, want in (
+            (["--hostname", 'a b"<x>'], "hostname: "),
+            (["--log-level", "loud"], "log_level: 'loud'"),
+            (["--log", "file"], "log: 'file'"),
+            (["--inbound-listen", "127.0.0.1:99999"], "inbound_listen: "),
+            (["--submission-listen", "nohost:25"], "submission_listen: ")):
+        r = subprocess.run([tg, "--state-dir", work] + args +
+                           ["--print-settings"], capture_output=True,
+                           text=True, timeout=10)
+        check(r.returncode == 1 and want in r.stderr and r.stdout == "",
+              "%s: rc %d, %r" % (args, r.returncode, r.stderr))
+    r = subprocess.run([tg, "--state-dir", work, "--hostname", "MX.Example.COM",
+                        "--print-settings"], capture_output=True, text=True,
+                       timeout=10)
+    check("hostname = mx.example.com\n" in r.stdout, "hostname not lowered")
+    return 0
+
+
+TESTS = {"pool": test_pool, "cli": test_cli, "restart": test_restart,
+         "grace": test_grace,
          "reload": test_reload,
          "refuse": test_refuse, "engine": test_engine, "docs": test_docs}
 
