@@ -24,38 +24,50 @@ struct queue {
     int tmp_fd, msg_fd, env_fd; /* folder fds, for fsync and *at calls */
 };
 
-static int open_sub(const char *dir, const char *sub)
+static int open_sub(const char *dir, const char *sub, bool create)
 {
     char path[4200];
 
     snprintf(path, sizeof(path), "%s/%s", dir, sub);
-    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+    if (create && mkdir(path, 0700) != 0 && errno != EEXIST)
         return -1;
     return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
-int queue_open(const char *dir, struct queue **out)
+/* Opens the queue folder, creating what is missing only when create. */
+static int queue_open_mode(const char *dir, bool create, struct queue **out)
 {
     struct queue *q = calloc(1, sizeof(*q));
 
     if (!q)
         return QUEUE_ENOMEM;
     snprintf(q->dir, sizeof(q->dir), "%s", dir);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+    q->tmp_fd = q->msg_fd = q->env_fd = -1;
+    if (create && mkdir(dir, 0700) != 0 && errno != EEXIST) {
         free(q);
         return QUEUE_EIO;
     }
-    q->tmp_fd = open_sub(dir, "tmp");
-    q->msg_fd = open_sub(dir, "msg");
-    q->env_fd = open_sub(dir, "env");
+    q->tmp_fd = open_sub(dir, "tmp", create);
+    q->msg_fd = open_sub(dir, "msg", create);
+    q->env_fd = open_sub(dir, "env", create);
     if (q->tmp_fd < 0 || q->msg_fd < 0 || q->env_fd < 0) {
         int saved = errno;
         queue_close(q);
         errno = saved;
-        return QUEUE_EIO;
+        return !create && saved == ENOENT ? QUEUE_ENOENT : QUEUE_EIO;
     }
     *out = q;
     return QUEUE_OK;
+}
+
+int queue_open(const char *dir, struct queue **out)
+{
+    return queue_open_mode(dir, true, out);
+}
+
+int queue_open_existing(const char *dir, struct queue **out)
+{
+    return queue_open_mode(dir, false, out);
 }
 
 void queue_close(struct queue *q)

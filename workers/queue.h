@@ -58,6 +58,10 @@ struct queue;
 /* Opens (creating when missing) the queue folder dir and its tmp/, msg/
  * and env/ sub-folders. Returns QUEUE_OK or QUEUE_EIO. */
 int queue_open(const char *dir, struct queue **out);
+/* Opens an existing queue folder and creates nothing (for tools that only
+ * read or change queued messages). Returns QUEUE_OK, QUEUE_ENOENT when the
+ * folder or a sub-folder is missing, or QUEUE_EIO (errno set). */
+int queue_open_existing(const char *dir, struct queue **out);
 void queue_close(struct queue *q);
 const char *queue_dir(const struct queue *q);
 

@@ -22,26 +22,23 @@ struct tool {
     json_t *list; /* what list collects */
 };
 
-static void usage(void)
+static void usage(FILE *to)
 {
-    fprintf(stderr,
-            "usage: tlsgate-queue [--state-dir DIR | --queue-dir DIR] "
-            "COMMAND\n"
-            "  list [--json]        every message, oldest first\n"
-            "  show ID [--json]     one message: recipients and history\n"
-            "  retry ID|--all       make pending recipients due now\n"
-            "  delete ID            remove a message (no bounce)\n");
+    fprintf(to, "usage: tlsgate-queue [--state-dir DIR | --queue-dir DIR] "
+                "COMMAND\n"
+                "  list [--json]        every message, oldest first\n"
+                "  show ID [--json]     one message: recipients and history\n"
+                "  retry ID|--all       make pending recipients due now\n"
+                "  delete ID            remove a message (no bounce)\n");
 }
 
+/* t as an ISO 8601 UTC time; 0 ("due now", after a retry) is the current
+ * time, so every time field reads the same way. */
 static void iso_time(int64_t t, char *buf, size_t n)
 {
-    time_t tt = (time_t)t;
+    time_t tt = t > 0 ? (time_t)t : time(NULL);
     struct tm tm;
 
-    if (t <= 0) {
-        snprintf(buf, n, "now");
-        return;
-    }
     gmtime_r(&tt, &tm);
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
@@ -57,6 +54,44 @@ static json_t *rcpt_json(const struct queue_rcpt *r)
                      r->state == RCPT_PENDING ? next : "", "reply", r->reply);
 }
 
+/*
+ * One history line as an object. Delivery attempts are written by
+ * tlsgate-smtpout as "TIME RCPT STATUS attempt=N relay=R tls=T level=L
+ * reply=TEXT" and operator actions as "TIME operator ACTION"; anything else
+ * keeps its text.
+ */
+static json_t *hist_json(const char *line)
+{
+    char when[32], who[400], what[64];
+    const char *rest, *reply = strstr(line, " reply=");
+    long long t = 0;
+    int used = 0;
+    json_t *o;
+
+    if (sscanf(line, "%lld %399s %63s%n", &t, who, what, &used) != 3)
+        return json_pack("{s:s}", "text", line);
+    iso_time(t, when, sizeof(when));
+    if (strcmp(who, "operator") == 0)
+        return json_pack("{s:s, s:s, s:s}", "time", when, "by", "operator",
+                         "action", what);
+    o = json_pack("{s:s, s:s, s:s}", "time", when, "recipient", who, "status",
+                  what);
+    for (rest = line + used; *rest == ' ' && rest != reply;) {
+        char key[16], val[300];
+        int n = 0;
+        if (sscanf(rest, " %15[a-z]=%299s%n", key, val, &n) != 2)
+            break;
+        if (strcmp(key, "attempt") == 0)
+            json_object_set_new(o, key, json_integer(atoll(val)));
+        else
+            json_object_set_new(o, key, json_string(val));
+        rest += n;
+    }
+    if (reply)
+        json_object_set_new(o, "reply", json_string(reply + 7));
+    return o;
+}
+
 /* The whole message as JSON (history included when full). */
 static json_t *msg_json(const struct queue_msg *m, bool full)
 {
@@ -70,7 +105,7 @@ static json_t *msg_json(const struct queue_msg *m, bool full)
                   m->tenant, "sender", m->sender, "created", created, "size",
                   (json_int_t)m->size, "recipients", rc);
     for (size_t i = 0; full && i < m->nhist; i++)
-        json_array_append_new(h, json_string(m->hist[i]));
+        json_array_append_new(h, hist_json(m->hist[i]));
     if (full)
         json_object_set_new(o, "history", h);
     else
@@ -234,6 +269,20 @@ static int retry_one(const char *id, void *ctx)
     return 0;
 }
 
+/* True when the command words are well formed (checked before the queue
+ * is opened, so a usage error is always EX_USAGE). */
+static bool cmd_ok(int argc, char **argv)
+{
+    const char *cmd = argv[1];
+
+    if (strcmp(cmd, "list") == 0)
+        return argc == 2;
+    if (strcmp(cmd, "show") == 0 || strcmp(cmd, "retry") == 0 ||
+        strcmp(cmd, "delete") == 0)
+        return argc == 3;
+    return false;
+}
+
 /* Dispatches the command words left after the settings flags. */
 static int run(struct tool *t, int argc, char **argv)
 {
@@ -250,7 +299,7 @@ static int run(struct tool *t, int argc, char **argv)
         return change(t, arg, false);
     if (strcmp(cmd, "delete") == 0 && argc == 3)
         return change(t, arg, true);
-    usage();
+    usage(stderr);
     return EX_USAGE;
 }
 
@@ -278,18 +327,26 @@ int main(int argc, char **argv)
     int rc;
 
     log_init("tlsgate-queue", 0);
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
     t.json = take_json(&argc, argv);
     if (cfg_from_args(&cfg, &argc, argv, err, sizeof(err)) != 0) {
         fprintf(stderr, "tlsgate-queue: %s\n", err);
         return EX_USAGE;
     }
-    if (argc < 2) {
-        usage();
+    if (argc < 2 || !cmd_ok(argc, argv)) {
+        usage(stderr);
         return EX_USAGE;
     }
-    if ((rc = queue_open(cfg.queue_dir, &t.q)) != QUEUE_OK) {
-        fprintf(stderr, "tlsgate-queue: %s: %s: %s\n", cfg.queue_dir,
-                queue_strerror(rc), strerror(errno));
+    /* Every command reads or changes what is there: create nothing. */
+    if ((rc = queue_open_existing(cfg.queue_dir, &t.q)) != QUEUE_OK) {
+        fprintf(stderr, "tlsgate-queue: %s: %s\n", cfg.queue_dir,
+                rc == QUEUE_ENOENT ? "no queue here (missing folder; check "
+                                     "--state-dir / --queue-dir)"
+                                   : strerror(errno));
         return EX_IOERR;
     }
     rc = run(&t, argc, argv);

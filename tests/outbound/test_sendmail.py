@@ -8,6 +8,7 @@ usage: test_sendmail.py BINDIR
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -124,6 +125,59 @@ def queue_tool(env, *args):
     return r.returncode, r.stdout, r.stderr
 
 
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def check_show_json(env, qid):
+    """show --json after a retry: next_try is an ISO time (not "now") and
+    history entries are objects (a delivery attempt written the way
+    tlsgate-smtpout writes it is parsed into its fields)."""
+    path = env.path("queue", "env", qid)
+    with open(path) as f:
+        rec = f.read()
+    attempt = ("1700000000 x@example.org deferred attempt=1 "
+               "relay=127.0.0.1:25 tls=TLS1.3 level=may "
+               "reply=451 4.3.0 try later")
+    esc = "".join("%%%02X" % ord(c) if ord(c) <= 0x20 or c == "%" else c
+                  for c in attempt)
+    with open(path, "w") as f:
+        f.write(rec.replace("end\n", "hist " + esc + "\nend\n"))
+    rc, out, err = queue_tool(env, "show", qid, "--json")
+    check(rc == 0, "show --json: " + err)
+    doc = json.loads(out)
+    nt = doc["recipients"][0]["next_try"]
+    check(ISO.match(nt), "next_try not an ISO time: %r" % nt)
+    hist = doc["history"]
+    check(all(isinstance(h, dict) and ISO.match(h["time"]) for h in hist),
+          "history entries must be objects with an ISO time: %r" % hist)
+    check({"by": "operator", "action": "retry-now"}.items() <=
+          hist[0].items(), "operator entry: %r" % hist[0])
+    want = {"time": "2023-11-14T22:13:20Z", "recipient": "x@example.org",
+            "status": "deferred", "attempt": 1, "relay": "127.0.0.1:25",
+            "tls": "TLS1.3", "level": "may", "reply": "451 4.3.0 try later"}
+    check(hist[-1] == want, "attempt entry: %r" % hist[-1])
+
+
+def test_missing_queue(env):
+    """Read-only, retry and delete commands create nothing: a missing queue
+    is an error (74); --help is usage on stdout, status 0."""
+    for flag in ("--queue-dir", "--state-dir"):
+        missing = env.path("missing-" + flag.strip("-"))
+        for args in (["list"], ["list", "--json"], ["retry", "--all"],
+                     ["show", "X"], ["delete", "X"]):
+            r = subprocess.run([env.bin("tlsgate-queue"), flag, missing] +
+                               args, capture_output=True, text=True,
+                               timeout=30)
+            check(r.returncode == 74 and "no queue" in r.stderr,
+                  "%s %s: exit %d %r" % (flag, args, r.returncode, r.stderr))
+            check(not os.path.exists(missing), "%s %s created %s" %
+                  (flag, args, missing))
+    r = subprocess.run([env.bin("tlsgate-queue"), "--help"],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0 and "usage:" in r.stdout and r.stderr == "",
+          "--help: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+
+
 def test_queue_tool(env):
     ids = env.queue_ids()
     rc, out, err = queue_tool(env, "list", "--json")
@@ -142,6 +196,7 @@ def test_queue_tool(env):
     check(rc == 0 and "due now" in out, "retry: " + out)
     rc, out, _ = queue_tool(env, "show", ids[0])
     check("operator retry-now" in out, "retry not in history: " + out)
+    check_show_json(env, ids[0])
     rc, out, _ = queue_tool(env, "delete", ids[0])
     check(rc == 0 and ids[0] not in env.queue_ids(), "delete")
     check(not os.path.exists(env.path("queue", "msg", ids[0])),
@@ -164,6 +219,7 @@ def main():
         test_extract(env)
         test_bad_input(env)
         test_queue_tool(env)
+        test_missing_queue(env)
         ok = True
         print("ok")
     except Failure as e:
