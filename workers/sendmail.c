@@ -27,6 +27,8 @@ struct sm_opts {
     char **args;
 };
 
+static bool to_syslog; /* log_target = syslog */
+
 struct sm_rcpts {
     struct queue_msg *m;
     int err; /* first bad address: EX_DATAERR */
@@ -58,13 +60,19 @@ static bool ignored_with_value(char c)
     return c == 'B' || c == 'N' || c == 'R' || c == 'V' || c == 'L' || c == 'O';
 }
 
-/* One option at argv[*i]. Returns 0, or EX_USAGE with a message. */
+/* One option at argv[*i]. Returns 0, 1 when it said what is wrong, or
+ * EX_USAGE for an unknown option (the caller says so). */
 static int parse_one(struct sm_opts *o, int argc, char **argv, int *i)
 {
     const char *a = argv[*i];
 
     if (strcmp(a, "--tenant") == 0 && *i + 1 < argc)
         return o->tenant = argv[++*i], 0;
+    if (strcmp(a, "--tenant") == 0) {
+        fprintf(stderr, "tlsgate-sendmail: option --tenant needs a value "
+                        "(the tenant name)\n");
+        return 1;
+    }
     if (strncmp(a, "--tenant=", 9) == 0)
         return o->tenant = a + 9, 0;
     if (strcmp(a, "-t") == 0)
@@ -73,8 +81,11 @@ static int parse_one(struct sm_opts *o, int argc, char **argv, int *i)
         return o->dot_ends = false, 0;
     if (a[1] == 'T' || a[1] == 'f' || a[1] == 'r' || a[1] == 'F') {
         const char *v = opt_value(argc, argv, i);
-        if (!v)
-            return EX_USAGE;
+        if (!v) {
+            fprintf(stderr, "tlsgate-sendmail: option -%c needs a value%s\n",
+                    a[1], a[1] == 'T' ? " (the tenant name)" : "");
+            return 1;
+        }
         if (a[1] == 'T')
             o->tenant = v;
         else if (a[1] == 'F')
@@ -103,16 +114,24 @@ static int parse_opts(struct sm_opts *o, int argc, char **argv)
             i++;
             break;
         }
-        if (parse_one(o, argc, argv, &i) != 0) {
+        int rc = parse_one(o, argc, argv, &i);
+        if (rc == EX_USAGE)
             fprintf(stderr, "tlsgate-sendmail: bad option: %s\n", argv[i]);
+        if (rc != 0)
             return EX_USAGE;
-        }
     }
     o->nargs = argc - i;
     o->args = argv + i;
     if (!o->tenant) {
         fprintf(stderr, "tlsgate-sendmail: the tenant is required "
                         "(-T NAME or --tenant NAME)\n");
+        return EX_USAGE;
+    }
+    if (!store_tenant_name_ok(o->tenant)) {
+        fprintf(stderr,
+                "tlsgate-sendmail: malformed tenant name \"%s\" (lower-case "
+                "letters, digits and '-', up to 63)\n",
+                o->tenant);
         return EX_USAGE;
     }
     return 0;
@@ -196,10 +215,6 @@ static int find_tenant(const struct tg_config *cfg, const char *name,
     struct store_txn *txn = NULL;
     int rc;
 
-    if (!store_tenant_name_ok(name)) {
-        fprintf(stderr, "tlsgate-sendmail: bad tenant name: %s\n", name);
-        return EX_NOUSER;
-    }
     rc = store_open(&st, cfg->policy_dir, 0, STORE_RDONLY);
     if (rc == 0)
         rc = store_begin(st, false, &txn);
@@ -335,10 +350,13 @@ static int enqueue(const struct tg_config *cfg, struct queue_msg *m,
                 queue_strerror(rc), strerror(errno));
         return EX_TEMPFAIL;
     }
-    log_info("id=%s queued tenant=%s from=<%s> nrcpt=%zu size=%zu "
-             "source=sendmail uid=%u",
-             m->id, m->tenant, log_escape(s, sizeof(s), m->sender), m->nrcpt,
-             len, (unsigned)getuid());
+    /* Callers expect silence on success: the queue line is debug on
+     * stderr, info only when the config sends the log to syslog. */
+    log_msg(to_syslog ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+            "id=%s queued tenant=%s from=<%s> nrcpt=%zu size=%zu "
+            "source=sendmail uid=%u",
+            m->id, m->tenant, log_escape(s, sizeof(s), m->sender), m->nrcpt,
+            len, (unsigned)getuid());
     return 0;
 }
 
@@ -372,6 +390,16 @@ static int run(const struct tg_config *cfg, const struct sm_opts *o)
     return rc;
 }
 
+/* The log level setting by name (info when unknown). */
+static enum log_level level_of(const char *name)
+{
+    if (strcmp(name, "debug") == 0)
+        return LOG_LVL_DEBUG;
+    if (strcmp(name, "warn") == 0)
+        return LOG_LVL_WARN;
+    return strcmp(name, "error") == 0 ? LOG_LVL_ERR : LOG_LVL_INFO;
+}
+
 int main(int argc, char **argv)
 {
     struct tg_config cfg;
@@ -389,8 +417,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "tlsgate-sendmail: %s\n", err);
         return EX_USAGE;
     }
-    if (strcmp(cfg.log_target, "syslog") == 0)
+    to_syslog = strcmp(cfg.log_target, "syslog") == 0;
+    if (to_syslog)
         log_init("tlsgate-sendmail", 1);
+    log_set_level(level_of(cfg.log_level));
     rc = parse_opts(&o, argc, argv);
     if (rc != 0) {
         usage();

@@ -38,6 +38,8 @@ def send_ok(env, args, text):
     before = env.queue_ids()
     rc, err = env.sendmail(args, text)
     check(rc == 0, "sendmail %r: exit %d: %s" % (args, rc, err))
+    check(err == "", "sendmail %r: success must be silent on stderr at "
+          "the default log level, got %r" % (args, err))
     return only_new(env, before)
 
 
@@ -92,8 +94,12 @@ def test_bad_input(env):
         (["x@example.org"], "Subject: x\n\nb\n", EX_USAGE, "no tenant"),
         (["-T", "nosuch", "x@example.org"], "b\n", EX_NOUSER,
          "unknown tenant"),
-        (["-T", "Bad_Name!", "x@example.org"], "b\n", EX_NOUSER,
-         "bad tenant name"),
+        (["-T", "Bad_Name!", "x@example.org"], "b\n", EX_USAGE,
+         "malformed tenant name"),
+        (["-T", "Acme", "x@example.org"], "b\n", EX_USAGE,
+         "malformed tenant name"),
+        (["-T"], "b\n", EX_USAGE, "needs a value"),
+        (["--tenant"], "b\n", EX_USAGE, "needs a value"),
         (["-T", "acme"], "Subject: x\n\nb\n", EX_USAGE, "no recipients"),
         (["-T", "acme", "-t"], "Subject: x\n\nb\n", EX_DATAERR,
          "-t without recipient headers"),
@@ -114,6 +120,8 @@ def test_bad_input(env):
         rc, err = env.sendmail(args, text, extra)
         check(rc == want, "%s: exit %d, want %d (%s)" % (what, rc, want, err))
         check(err.strip() != "", what + ": no message on stderr")
+        if what in ("malformed tenant name", "needs a value"):
+            check(what in err, "%s: stderr says %r" % (what, err))
         check(env.queue_ids() == before, what + ": something was queued")
     check(os.listdir(env.path("queue", "tmp")) == [], "tmp/ not empty")
 
@@ -178,6 +186,13 @@ def test_missing_queue(env):
           "--help: %d %r %r" % (r.returncode, r.stdout, r.stderr))
 
 
+def test_debug_log(env):
+    """With --log-level debug the queue line is on stderr."""
+    rc, err = env.sendmail(["-T", "acme", "x@example.org"], "b\n",
+                           ["--log-level", "debug"])
+    check(rc == 0 and "queued tenant=acme" in err, "debug log: %r" % err)
+
+
 def test_queue_tool(env):
     ids = env.queue_ids()
     rc, out, err = queue_tool(env, "list", "--json")
@@ -218,6 +233,7 @@ def main():
         test_dot_ends_and_tenant_from(env)
         test_extract(env)
         test_bad_input(env)
+        test_debug_log(env)
         test_queue_tool(env)
         test_missing_queue(env)
         ok = True
