@@ -1,5 +1,7 @@
 /* explain outbound / explain inbound: the decision functions the engine
  * uses, run on one read transaction of the store. */
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "admin.h"
@@ -152,6 +154,7 @@ static int adm_count_route(const char *d, const char *h, unsigned p, void *ctx)
 int adm_cmd_status(struct adm_ctx *c)
 {
     char pd[ADDR_DOMAIN_MAX + 1] = "", gen[24], nt[24], nr[24];
+    char db[PATH_MAX];
     struct adm_counts n = {0};
     struct store *st;
     struct store_txn *txn;
@@ -161,6 +164,9 @@ int adm_cmd_status(struct adm_ctx *c)
 
     if (adm_read_begin(c, &st, &txn) != ADM_OK)
         return ADM_FAIL;
+    /* The absolute folder, whatever form --db took. */
+    if (realpath(c->db, db) == NULL)
+        snprintf(db, sizeof(db), "%s", c->db);
     g = store_generation(txn);
     store_setting_get(txn, "platform_domain", pd, sizeof(pd));
     rc = store_tenant_foreach(txn, adm_count_tenant, &n);
@@ -169,9 +175,13 @@ int adm_cmd_status(struct adm_ctx *c)
     adm_read_end(st, txn);
     if (rc < 0)
         return adm_store_err(rc, "status");
+    if (pd[0] == '\0')
+        return adm_err("the store %s is not initialised (no platform domain; "
+                       "run 'tlsgate-admin init --platform-domain DOMAIN')",
+                       db);
     if (c->json)
         return adm_json_out(
-            json_pack("{s:s, s:I, s:s, s:I, s:I}", "db", c->db, "generation",
+            json_pack("{s:s, s:I, s:s, s:I, s:I}", "db", db, "generation",
                       (json_int_t)g, "platform_domain", pd, "tenants",
                       (json_int_t)n.tenants, "routes", (json_int_t)n.routes),
             stdout, false);
@@ -179,7 +189,7 @@ int adm_cmd_status(struct adm_ctx *c)
     snprintf(nt, sizeof(nt), "%zu", n.tenants);
     snprintf(nr, sizeof(nr), "%zu", n.routes);
     adm_table_init(&t, 2);
-    adm_table_row(&t, "db", c->db);
+    adm_table_row(&t, "db", db);
     adm_table_row(&t, "generation", gen);
     adm_table_row(&t, "platform domain", pd[0] ? pd : "(not set)");
     adm_table_row(&t, "tenants", nt);

@@ -43,6 +43,7 @@ static int adm_do_mode(struct adm_ctx *c, struct store_txn *txn, void *arg)
 int adm_cmd_outbound_mode(struct adm_ctx *c)
 {
     enum out_mode mode;
+    enum tls_level lvl;
 
     if (out_mode_parse(c->args[1], &mode) < 0)
         return adm_usage("outbound mode: unknown mode '%s' (off, all or "
@@ -51,6 +52,10 @@ int adm_cmd_outbound_mode(struct adm_ctx *c)
     if (c->level && mode != MODE_ALL)
         return adm_usage("outbound mode: --level applies to mode all only "
                          "(entries carry their own level)");
+    if (c->level && (tls_level_parse(c->level, &lvl) < 0 || lvl < TLS_ENCRYPT))
+        return adm_usage("outbound mode: level '%s' is not encrypt, verify "
+                         "or secure",
+                         c->level);
     return adm_write(c, false, adm_do_mode, &mode);
 }
 
@@ -146,6 +151,11 @@ int adm_cmd_outbound_list(struct adm_ctx *c)
 /* The mailbox address, normalised, with a clear message when unusable. */
 static int adm_mailbox_arg(const char *in, struct addr *a)
 {
+    if (in[0] == '<' || in[0] == '@' || strpbrk(in, "<>"))
+        return adm_err("'%s' cannot be a mailbox: give the plain address "
+                       "(local@domain), without angle brackets or a source "
+                       "route",
+                       in);
     if (adm_address(in, a) != ADM_OK)
         return ADM_FAIL;
     if (!addr_local_is_safe(a->local))

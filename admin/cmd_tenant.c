@@ -328,7 +328,7 @@ static int adm_tenant_show_json(struct store_txn *txn,
                     json_object_get(full, "outbound"), "inbound",
                     json_object_get(full, "inbound"));
     json_decref(full);
-    return adm_json_out(doc, stdout, false);
+    return adm_json_out(doc, stdout, true); /* key order of the export */
 }
 
 /* tenant show: everything of one tenant, text or JSON. */

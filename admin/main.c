@@ -370,11 +370,11 @@ static int adm_check(struct adm_ctx *c, const struct adm_cmd *cmd,
                              adm_opts[k].name);
     c->nargs = a->npos - used;
     if (c->nargs < cmd->min_args)
-        return adm_usage("%s: missing argument (usage: %s %s)", cmd->words,
-                         cmd->words, cmd->usage);
+        return adm_usage("%s: missing argument (usage: %s%s%s)", cmd->words,
+                         cmd->words, cmd->usage[0] ? " " : "", cmd->usage);
     if (c->nargs > cmd->max_args)
-        return adm_usage("%s: too many arguments (usage: %s %s)", cmd->words,
-                         cmd->words, cmd->usage);
+        return adm_usage("%s: too many arguments (usage: %s%s%s)", cmd->words,
+                         cmd->words, cmd->usage[0] ? " " : "", cmd->usage);
     for (int k = 0; k < c->nargs; k++)
         c->args[k] = a->pos[used + k];
     return ADM_OK;

@@ -1,9 +1,11 @@
 /* Helpers every tlsgate-admin command shares. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "admin.h"
 
@@ -52,6 +54,10 @@ int adm_store_err(int rc, const char *what)
     return adm_err("%s: %s", what, store_strerror(rc));
 }
 
+/* The topmost folder adm_mkparents created ("" when none): a failed
+ * command removes it again. */
+static char adm_created_top[4096];
+
 /* Creates the folders above path that are missing (like mkdir -p on its
  * parent), so that init works in a fresh checkout. */
 static int adm_mkparents(const char *path)
@@ -66,11 +72,46 @@ static int adm_mkparents(const char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        if (mkdir(buf, 0755) == 0) {
+            if (adm_created_top[0] == '\0')
+                snprintf(adm_created_top, sizeof(adm_created_top), "%s", buf);
+        } else if (errno != EEXIST)
             return adm_err("cannot create %s: %s", buf, strerror(errno));
         *p = '/';
     }
     return ADM_OK;
+}
+
+/* Whether dir holds an LMDB store (its data.mdb). */
+static bool adm_store_exists(const char *dir)
+{
+    char path[4200];
+
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    return access(path, F_OK) == 0;
+}
+
+/* After a failed command that created the store: removes its files, its
+ * folder and the parents made for it, so that nothing is left behind. */
+static void adm_undo_create(const char *dir, bool dir_existed)
+{
+    char path[4200];
+
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+    unlink(path);
+    if (dir_existed)
+        return;
+    snprintf(path, sizeof(path), "%s", dir);
+    while (rmdir(path) == 0 && adm_created_top[0] &&
+           strcmp(path, adm_created_top) != 0) {
+        char *slash = strrchr(path, '/');
+
+        if (slash == NULL || slash == path)
+            break;
+        *slash = '\0';
+    }
 }
 
 int adm_open(struct adm_ctx *c, bool write, bool create, struct store **out)
@@ -82,6 +123,11 @@ int adm_open(struct adm_ctx *c, bool write, bool create, struct store **out)
     if (!create && stat(c->db, &sb) != 0)
         return adm_err("no policy store at %s (run 'tlsgate-admin init "
                        "--platform-domain DOMAIN', or give --db DIR)",
+                       c->db);
+    if (!create && !adm_store_exists(c->db))
+        return adm_err("no policy store in %s (the folder has no data.mdb; "
+                       "run 'tlsgate-admin init --platform-domain DOMAIN', "
+                       "or give --db DIR)",
                        c->db);
     if (create && adm_mkparents(c->db) != ADM_OK)
         return ADM_FAIL;
@@ -134,23 +180,31 @@ int adm_write(struct adm_ctx *c, bool create, adm_write_fn fn, void *arg)
 {
     struct store *st;
     struct store_txn *txn;
+    struct stat sb;
+    bool existed = adm_store_exists(c->db);
+    bool dir_existed = stat(c->db, &sb) == 0;
     int rc;
 
-    if (adm_open(c, true, create, &st) != ADM_OK)
+    if (adm_open(c, true, create, &st) != ADM_OK) {
+        if (create && !existed)
+            adm_undo_create(c->db, dir_existed);
         return ADM_FAIL;
+    }
     if ((rc = store_begin(st, true, &txn)) < 0) {
         store_close(st);
-        return adm_store_err(rc, "write transaction");
-    }
-
-    if ((rc = fn(c, txn, arg)) != ADM_OK) {
+        rc = adm_store_err(rc, "write transaction");
+    } else if ((rc = fn(c, txn, arg)) != ADM_OK) {
         store_abort(txn);
         store_close(st);
-        return rc;
-    }
-    if ((rc = store_commit(txn)) < 0) {
+    } else if ((rc = store_commit(txn)) < 0) {
         store_close(st);
-        return adm_store_err(rc, "commit");
+        rc = adm_store_err(rc, "commit");
+    }
+    if (rc != ADM_OK) {
+        /* A failed command changes nothing, not even the folder. */
+        if (create && !existed)
+            adm_undo_create(c->db, dir_existed);
+        return rc;
     }
 
     rc = c->json ? adm_print_written(st) : ADM_OK;
@@ -183,10 +237,22 @@ int adm_tenant(struct store_txn *txn, const char *name,
     return ADM_OK;
 }
 
+/* Whether s is a bare IPv4 or IPv6 address. */
+static bool adm_is_ip(const char *s)
+{
+    unsigned char buf[16];
+
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
 int adm_domain(const char *in, bool wildcard, char *out, size_t outlen)
 {
     int rc = addr_domain_norm(in, wildcard, out, outlen);
 
+    if (rc < 0 && wildcard && adm_is_ip(in))
+        return adm_err("bad domain '%s': an IP address is written as an "
+                       "address literal, in brackets: [%s]",
+                       in, in);
     if (rc < 0)
         return adm_err("bad domain '%s': %s", in, addr_strerror(rc));
     if (!wildcard && out[0] == '[')

@@ -2,7 +2,7 @@
 """tlsgate-admin run as an operator runs it, on temporary stores.
 
 usage: test_admin.py ADMIN_BINARY GROUP
-GROUP is one of: commands, badinput, roundtrip, explain.
+GROUP is one of: commands, badinput, roundtrip, explain, newuser.
 """
 import json
 import os
@@ -540,6 +540,66 @@ def test_explain(tmp):
           "explain inbound text")
 
 
+def test_newuser(tmp):
+    """What a new user tripped over: a failed import leaves no store
+    behind, status on a folder without a store fails, bare IP addresses,
+    keyword lists, usage text, mailbox syntax, absolute status path and
+    tenant show --json key order."""
+    doc = os.path.join(tmp, "nopd.json")
+    with open(doc, "w") as f:
+        json.dump({"version": 1, "tenants": {}}, f)
+    new = os.path.join(tmp, "x", "new")
+    rc, out, err = run(new, "import", doc)
+    check(rc == 1 and out == "", "import without platform domain: %d" % rc)
+    check(not os.path.exists(os.path.join(tmp, "x")),
+          "failed import left %r" % [d for d in os.walk(tmp)])
+    empty = os.path.join(tmp, "empty")
+    os.mkdir(empty)
+    rc, out, err = run(empty, "import", doc)
+    check(rc == 1 and os.listdir(empty) == [],
+          "failed import into an empty folder left %r" % os.listdir(empty))
+    rc, out, err = run(empty, "status")
+    check(rc == 1 and out == "" and "no policy store in " + empty in err,
+          "status on an empty folder: %d %r %r" % (rc, out, err))
+
+    rc, out, err = run("rel", "init", "--platform-domain", PD, cwd=tmp)
+    check(rc == 0, "init with a relative --db: %r" % err)
+    rc, out, err = run("rel", "status", cwd=tmp)
+    check(rc == 0 and ("db               %s/rel\n" % os.path.realpath(tmp))
+          in out, "status prints a relative path: %r" % out)
+    db = os.path.join(tmp, "rel")
+    ok(db, "tenant", "add", "acme")
+    for args, want_rc, want in (
+            (["tenant", "list", "extra"], 2, "(usage: tenant list)\n"),
+            (["outbound", "add", "acme", "1.2.3.4"], 1, "in brackets: "
+             "[1.2.3.4]"),
+            (["outbound", "mode", "acme", "all", "--level", "may"], 2,
+             "level 'may' is not encrypt"),
+            (["inbound", "mailbox", "add", "acme",
+              "<@a.example,@b.example:x@acme.%s>" % PD], 1,
+             "without angle brackets or a source route"),
+            (["inbound", "mailbox", "add", "acme", "<x@acme.%s>" % PD], 1,
+             "without angle brackets")):
+        g = generation(db)
+        rc, out, err = run(db, *args)
+        check(rc == want_rc and want in err and out == "",
+              "%s: %d %r" % (" ".join(args), rc, err))
+        check(generation(db) == g, "%s changed the store" % " ".join(args))
+    ok(db, "outbound", "add", "acme", "[1.2.3.4]")
+    ok(db, "outbound", "add", "acme", "[IPv6:::1]")
+    ok(db, "inbound", "mailbox", "add", "acme", "x@acme.%s" % PD)
+    show = ok(db, "tenant", "show", "acme", "--json")
+    exp = json.loads(export(db), object_pairs_hook=lambda p: p)
+    tenants = dict(dict(exp)["tenants"])
+    want = dict(tenants["acme"])
+    got = json.loads(show, object_pairs_hook=lambda p: p)
+    for part in ("outbound", "inbound"):
+        check(dict(got)[part] == want[part],
+              "tenant show --json %s differs from the export" % part)
+    keys = [k for k, _ in got]
+    check(keys == sorted(keys), "tenant show --json keys %r" % keys)
+
+
 def main():
     global ADMIN
     ADMIN = os.path.abspath(sys.argv[1])
@@ -547,7 +607,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="tlsgate-admin-%s-" % group)
     try:
         {"commands": test_commands, "badinput": test_badinput,
-         "roundtrip": test_roundtrip, "explain": test_explain}[group](tmp)
+         "roundtrip": test_roundtrip, "explain": test_explain,
+         "newuser": test_newuser}[group](tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if FAILS:
