@@ -118,7 +118,7 @@ static void log_attempt(struct smtpout_msg *m, size_t i, const char *status)
 
     log_info("id=%s delivery to=<%s> relay=%s status=%s attempt=%u "
              "tls=%s cipher=%s verified=%s fallback=%s level=%s rule=%s "
-             "generation=%" PRIu64 " reply=%s",
+             "generation=%" PRIu64 " reply=%s tls_failure=%s",
              m->q.id, log_escape(to, sizeof(to), qr->addr),
              r->relay[0] ? r->relay : "none", status, qr->attempts,
              r->tls.protocol[0] ? r->tls.protocol : "none",
@@ -126,7 +126,8 @@ static void log_attempt(struct smtpout_msg *m, size_t i, const char *status)
              r->tls.verified ? "yes" : "no", r->tls.fallback ? "yes" : "no",
              tls_level_name(r->d.level),
              log_escape(rule, sizeof(rule), r->d.rule[0] ? r->d.rule : "none"),
-             r->d.generation, log_escape(reply, sizeof(reply), r->reply));
+             r->d.generation, log_escape(reply, sizeof(reply), r->reply),
+             r->tls.failure[0] ? r->tls.failure : "none");
 
     snprintf(ev.id, sizeof(ev.id), "%s", m->q.id);
     snprintf(ev.tenant, sizeof(ev.tenant), "%s", m->q.tenant);

@@ -498,8 +498,10 @@ static void keep_failure(struct smtpout_conn *c)
         return;
     sfmt(c->kept_reply, sizeof(c->kept_reply), "%s", c->fail_reply);
     sfmt(c->kept_relay, sizeof(c->kept_relay), "%s", c->relay);
+    /* The TLS outcome of the failed attempt is kept as it was: protocol
+     * and cipher when a handshake completed (a certificate that did not
+     * verify), none when it never did. */
     c->kept_tls = c->tinfo;
-    c->kept_tls.protocol[0] = c->kept_tls.cipher[0] = '\0'; /* nothing sent */
     c->kept_tls.verified = false;
 }
 
@@ -678,6 +680,22 @@ static void on_tls_read(struct tlsio *t, const char *buf, ssize_t n, void *arg)
     c->state <= C_EHLO2 ? conn_setup_failed(c) : conn_close(c);
 }
 
+/* A handshake that completed but whose certificate did not verify (verify
+ * or secure): records what was negotiated, verified=no, and logs it. */
+static void note_unverified(struct smtpout_conn *c,
+                            const struct tlsio_report *rep)
+{
+    sfmt(c->tinfo.protocol, sizeof(c->tinfo.protocol), "%s", rep->protocol);
+    sfmt(c->tinfo.cipher, sizeof(c->tinfo.cipher), "%s", rep->cipher);
+    c->tinfo.verified = false;
+    c->tinfo.chain_ok = rep->chain_ok;
+    c->tinfo.name_ok = rep->name_ok;
+    log_info("id=C%" PRIu64 " tls relay=%s protocol=%s cipher=%s verified=no "
+             "level=%s reason=\"%s\"",
+             c->id, c->relay, rep->protocol, rep->cipher,
+             tls_level_name(c->dest->level), rep->verify_error);
+}
+
 /* The handshake ended: checks it against the level, then EHLO again. */
 static void on_handshake(struct tlsio *t, int status, void *arg)
 {
@@ -685,6 +703,8 @@ static void on_handshake(struct tlsio *t, int status, void *arg)
     struct tlsio_report rep;
     char why[300];
 
+    if (status == TLSIO_EVERIFY && tlsio_report(t, &rep) == 0)
+        note_unverified(c, &rep);
     if (status != 0) {
         note_failure(c, handshake_failure(t, status));
         sfmt(why, sizeof(why), "%s: %s",

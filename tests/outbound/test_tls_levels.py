@@ -11,7 +11,9 @@ STARTTLS is never sent.
 
 usage: test_tls_levels.py BINDIR GROUP (starttls | handshake | certs)
 """
+import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -144,6 +146,13 @@ def check_case(env, peer, case, level, want):
         check(tls_mail, what + ": peer saw no MAIL over TLS")
     if want == "sent-verified":
         check("verified=yes" in line, what + ": not verified: " + line)
+    if want == "4.7.5" and case in GROUPS["certs"]:
+        # the handshake completed; only the certificate failed: the line
+        # keeps the negotiated protocol and cipher, verified=no, the reason
+        check("tls=TLS1." in line and "cipher=none" not in line and
+              "verified=no" in line and
+              "tls_failure=certificate-" in line,
+              what + ": TLS outcome hidden: " + line)
     if want[0] == "4":
         check("status=deferred" in line, what + ": not deferred: " + line)
         check("reply=451\\x20" + want in line,
@@ -160,6 +169,23 @@ def starttls_for(rec, sender):
     cids = {l.rsplit(" ", 1)[1] for l in rec if sender in l}
     return any(l.rsplit(" ", 1)[1] in cids for l in rec
                if " STARTTLS " in l + " ")
+
+
+def check_event(env, ca):
+    """The engine event of a verify failure after a completed handshake
+    carries the negotiated protocol and cipher (tlsgate-admin test send
+    shows the event)."""
+    r = subprocess.run([env.bin("tlsgate-admin"), "test", "send", "acme",
+                        "ev@" + domain_of("untrusted", "verify"), "--wait",
+                        "30", "--json"], env=env.env, capture_output=True,
+                       text=True, timeout=60)
+    check(r.returncode == 1, "test send: rc %d %s" % (r.returncode, r.stderr))
+    ev = json.loads(r.stdout)
+    check(ev["status"] == "deferred" and
+          ev["tls_protocol"].startswith("TLS1.") and ev["tls_cipher"] and
+          ev["tls_verified"] is False and
+          ev["tls_failure"] == "certificate-not-trusted" and
+          ev["reply"].startswith("451 4.7.5"), "event %r" % ev)
 
 
 def main():
@@ -182,6 +208,8 @@ def main():
         for case, (_, _, levels) in cases.items():
             for level, want in levels.items():
                 check_case(env, peers[case], case, level, want)
+        if group == "certs":
+            check_event(env, ca)
         env.stop_sender(sender)
         ok = True
         print("ok: %d cases" % total)
