@@ -1,9 +1,11 @@
 /* The inbound receiver's SMTP commands: one function per verb. */
 #include "smtpin.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 
@@ -25,10 +27,52 @@ bool smtpin_error(struct smtpin_session *s)
     return true;
 }
 
-/* HELO/EHLO: forgets the envelope, lists the extensions for EHLO. */
+/* Whether a HELO/EHLO argument is a domain (letters, digits, hyphens,
+ * underscores and dots, labels of 1 to 63) or an address literal
+ * ("[" printable ASCII without brackets or backslash "]"). */
+static bool hello_name_ok(const char *name)
+{
+    size_t len = strlen(name), label = 0;
+
+    if (len == 0 || len > 255)
+        return false;
+    if (name[0] == '[') {
+        if (len < 3 || name[len - 1] != ']')
+            return false;
+        for (size_t i = 1; i + 1 < len; i++)
+            if (name[i] <= ' ' || name[i] > '~' || strchr("[]\\", name[i]))
+                return false;
+        return true;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)name[i];
+
+        if (ch == '.' && label > 0 && i + 1 < len)
+            label = 0;
+        else if ((isalnum(ch) || ch == '-' || ch == '_') && ch < 0x80 &&
+                 ++label <= 63)
+            continue;
+        else if (!(ch == '.' && i + 1 == len && label > 0))
+            return false; /* a trailing dot is tolerated */
+    }
+    return true;
+}
+
+/* HELO/EHLO: forgets the envelope, lists the extensions for EHLO. A name
+ * that is neither a domain nor an address literal gets 501 5.5.4 (it goes
+ * into the Received header). */
 static void cmd_hello(struct smtpin_session *s, const struct smtpin_cmd *c)
 {
     const struct tg_config *cfg = s->srv->cfg;
+
+    if (!hello_name_ok(c->arg)) {
+        smtpin_reply(s,
+                     "501 5.5.4 Syntax: %s hostname (a domain or an "
+                     "address literal)",
+                     c->verb == SV_EHLO ? "EHLO" : "HELO");
+        smtpin_error(s);
+        return;
+    }
 
     smtpin_reset_envelope(s);
     snprintf(s->helo, sizeof(s->helo), "%s", c->arg);
@@ -91,6 +135,25 @@ static bool rcpt_keep(struct smtpin_session *s, const char *address,
     return true;
 }
 
+/* Whether a recipient that got 250 names a mailbox already kept in this
+ * envelope (same tenant and mailbox, or the same address): it is then
+ * answered 250 again but counted, logged and delivered once. */
+static bool rcpt_is_duplicate(const struct smtpin_session *s,
+                              const char *address,
+                              const struct inbound_decision *d)
+{
+    for (size_t i = 0; i < s->nrcpts; i++) {
+        const struct smtpin_rcpt *r = &s->rcpts[i];
+
+        if (strcasecmp(r->address, address) == 0)
+            return true;
+        if (d->mailbox[0] && strcmp(r->d.mailbox, d->mailbox) == 0 &&
+            strcmp(r->d.tenant, d->tenant) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* One log line per recipient decision, with its rule and generation. */
 static void log_rcpt(struct smtpin_session *s, const char *rcpt,
                      const struct inbound_decision *d, const char *action,
@@ -142,6 +205,12 @@ static void rcpt_answer(struct smtpin_session *s, const char *rcpt, int err,
         snprintf(reply, sizeof(reply),
                  "451 4.3.0 Policy service error, try later");
         d = NULL;
+    } else if (rcpt_is_duplicate(s, rcpt, d)) {
+        action = "duplicate";
+        snprintf(reply, sizeof(reply), "250 2.1.5 Ok");
+        log_rcpt(s, rcpt, d, action, reply);
+        smtpin_reply(s, "%s", reply);
+        return;
     } else {
         keep = true;
         action = d->action == IN_DISCARD ? "discard" : "accept";
@@ -309,11 +378,48 @@ static void cmd_help(struct smtpin_session *s)
     smtpin_reply(s, "214 2.0.0 QUIT VRFY HELP STARTTLS");
 }
 
+/* Whether line is "RCPT TO:<postmaster>" (any case, one optional space
+ * after the colon, no parameters): the domainless postmaster of RFC 5321
+ * section 4.5.1, which the address parser refuses. */
+static bool rcpt_is_postmaster(const char *line, size_t len)
+{
+    static const char head[] = "RCPT TO:", box[] = "<postmaster>";
+    size_t i = sizeof(head) - 1;
+
+    if (len < i || strncasecmp(line, head, i) != 0)
+        return false;
+    if (i < len && line[i] == ' ')
+        i++;
+    return len - i == sizeof(box) - 1 &&
+           strncasecmp(line + i, box, sizeof(box) - 1) == 0;
+}
+
+/* RCPT TO:<postmaster>: answered as an unknown mailbox (550 5.1.1), not as
+ * a syntax error; the gateway has no platform postmaster mailbox. */
+static void cmd_postmaster(struct smtpin_session *s)
+{
+    if (!s->has_mail) {
+        smtpin_reply(s, "503 5.5.1 Need MAIL before RCPT");
+        smtpin_error(s);
+        return;
+    }
+    rcpt_answer(s, "postmaster", STORE_ENOTFOUND, NULL);
+}
+
 void smtpin_command(struct smtpin_session *s, const char *line, size_t len)
 {
     struct smtpin_cmd c;
     int r = smtpin_parse_cmd(line, len, &c);
 
+    if (r == SP_EPATH && c.verb == SV_RCPT && rcpt_is_postmaster(line, len)) {
+        cmd_postmaster(s);
+        return;
+    }
+    if (r == SP_ESYNTAX && c.verb == SV_HELO) {
+        smtpin_reply(s, "501 5.5.4 Syntax: HELO hostname");
+        smtpin_error(s);
+        return;
+    }
     if (r != SP_OK) {
         smtpin_reply(s, "%s", smtpin_parse_reply(r, c.verb));
         smtpin_error(s);

@@ -250,7 +250,7 @@ static void message_end(struct smtpin_session *s)
         return;
     }
     if (!s->delivering) {
-        snprintf(reply, sizeof(reply), "250 2.0.0 Ok: %s", s->msgid);
+        snprintf(reply, sizeof(reply), "250 2.0.0 Ok: queued as %s", s->msgid);
         message_done(s, "discarded", reply);
         return;
     }
