@@ -290,6 +290,24 @@ static void on_route(void *ctx, int err, const char *host, unsigned port)
     ask_done(r);
 }
 
+/* The message's tenant was removed: its policy cannot be read, so the
+ * recipient is never sent; it is deferred (and bounces at queue_lifetime)
+ * with a reply and a log line that say so. */
+static void tenant_gone(struct smtpout_rcpt *r)
+{
+    const struct queue_msg *q = &r->m->q;
+    char why[160], to[4 * ADDR_MAX];
+
+    snprintf(why, sizeof(why), "451 4.3.0 tenant %s no longer exists",
+             q->tenant);
+    log_warn("id=%s tenant-missing tenant=%s to=<%s> action=defer "
+             "reason=\"tenant %s no longer exists\" hint=\"tlsgate-queue "
+             "delete %s\"",
+             q->id, q->tenant, log_escape(to, sizeof(to), q->rcpt[r->idx].addr),
+             q->tenant, q->id);
+    smtpout_rcpt_result(r->m, r->idx, RES_DEFER, why, NULL, NULL);
+}
+
 static void on_decision(void *ctx, int err, const struct outbound_decision *d)
 {
     struct smtpout_rcpt *r = ctx;
@@ -305,11 +323,12 @@ static void on_decision(void *ctx, int err, const struct outbound_decision *d)
         smtpout_rcpt_result(r->m, r->idx, RES_BOUNCE,
                             "550 5.1.3 bad recipient address syntax", NULL,
                             NULL);
-    else {
+    else if (engine_down(err)) {
         snprintf(why, sizeof(why), "451 4.3.0 policy lookup failed: %s",
-                 engine_down(err) ? ipc_strerror(err) : "tenant not found");
+                 ipc_strerror(err));
         smtpout_rcpt_result(r->m, r->idx, RES_DEFER, why, NULL, NULL);
-    }
+    } else
+        tenant_gone(r);
     ask_done(r);
 }
 
