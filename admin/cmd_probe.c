@@ -110,7 +110,23 @@ static void send_cmd(struct probe *p, const char *cmd)
     arm(p);
 }
 
-/* One certificate of the chain: subject, issuer, validity, DNS names. */
+/* Appends one subject alternative name to names: a DNS name as it is, an IP
+ * address SAN in its text form (what an address-literal host is matched
+ * against); other kinds are left out. */
+static void san_append(json_t *names, unsigned type, const char *name,
+                       size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    if (type == GNUTLS_SAN_DNSNAME)
+        json_array_append_new(names, json_stringn(name, len));
+    else if (type == GNUTLS_SAN_IPADDRESS && (len == 4 || len == 16) &&
+             inet_ntop(len == 4 ? AF_INET : AF_INET6, name, ip, sizeof(ip)))
+        json_array_append_new(names, json_string(ip));
+}
+
+/* One certificate of the chain: subject, issuer, validity, DNS names and
+ * IP addresses. */
 static json_t *cert_json(const gnutls_datum_t *der)
 {
     gnutls_x509_crt_t crt;
@@ -131,10 +147,8 @@ static json_t *cert_json(const gnutls_datum_t *der)
                                                       NULL);
         if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
             break;
-        if (r >= 0 && type == GNUTLS_SAN_DNSNAME) {
-            name[len] = '\0';
-            json_array_append_new(names, json_string(name));
-        }
+        if (r >= 0)
+            san_append(names, type, name, len);
     }
     adm_iso_time(gnutls_x509_crt_get_activation_time(crt), a, sizeof(a));
     adm_iso_time(gnutls_x509_crt_get_expiration_time(crt), b, sizeof(b));
@@ -458,11 +472,16 @@ static void probe_text(json_t *doc)
                    ? "offered"
                    : "not offered");
         if ((tls = json_object_get(h, "tls"))) {
-            printf("  protocol   %s\n  cipher     %s\n  kx         %s %s\n",
+            const char *kx = json_string_value(json_object_get(tls, "kx"));
+            const char *group =
+                json_string_value(json_object_get(tls, "group"));
+
+            /* As in the JSON: TLS 1.3 has a group but no kx name. */
+            printf("  protocol   %s\n  cipher     %s\n  kx         %s\n"
+                   "  group      %s\n",
                    json_string_value(json_object_get(tls, "protocol")),
                    json_string_value(json_object_get(tls, "cipher")),
-                   json_string_value(json_object_get(tls, "kx")),
-                   json_string_value(json_object_get(tls, "group")));
+                   kx && kx[0] ? kx : "-", group && group[0] ? group : "-");
             printf("  verified   chain %s, MX name %s, domain name %s%s%s\n",
                    json_is_true(json_object_get(tls, "chain_verified")) ? "yes"
                                                                         : "no",

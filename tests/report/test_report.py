@@ -62,7 +62,8 @@ def test_probe(env, certs, ca):
         check(t["protocol"].startswith("TLS1."), "%s protocol" % name)
         check(t["cipher"].startswith("TLS_"), "%s cipher %r" % (name, t))
         check(t["chain_verified"] is chain, "%s chain %r" % (name, t))
-        # the MX name is the address literal 127.0.0.1: never a match
+        # the MX name is the address 127.0.0.1, matched against IP SANs
+        # only: these certificates have DNS names only
         check(t["name_matches_mx"] is False, "%s mx name %r" % (name, t))
         check(t["expired"] is expired, "%s expired %r" % (name, t))
         check(len(t["chain"]) >= 1 and t["chain"][0]["subject"],
@@ -144,6 +145,18 @@ def test_probe_smtpin(env):
     check(t["protocol"] in ("TLS1.3", "TLS1.2"), "smtpin protocol %r" % t)
     check("localhost" in t["chain"][0]["names"], "smtpin names %r" % t)
     check(t["chain_verified"] is True, "smtpin chain with its cert %r" % t)
+    # An IP host matches the certificate's IP SANs, and the names list
+    # shows them, so the report explains its own "MX name yes".
+    check("127.0.0.1" in t["chain"][0]["names"] and
+          "::1" in t["chain"][0]["names"], "smtpin IP SANs %r" % t)
+    check(t["name_matches_mx"] is True, "smtpin IP name match %r" % t)
+    text = env.admin("probe", "vendor.example", "--host",
+                     "127.0.0.1:%d" % port, "--ca-file", cert)
+    kx = t["kx"] or "-"
+    check(("  kx         %s\n  group      %s\n" % (kx, t["group"] or "-"))
+          in text, "probe text kx/group:\n" + text)
+    check("MX name yes" in text and '"127.0.0.1"' in text,
+          "probe text names:\n" + text)
     p.terminate()
     p.wait(timeout=30)
 
