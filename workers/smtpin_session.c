@@ -94,23 +94,32 @@ static void on_tls_written(struct tlsio *t, int status, void *arg)
     written(arg, status);
 }
 
-/* Writes the queued replies as one plaintext write (buffer and request in
- * one allocation). */
+/* Writes the queued replies as one plaintext write: directly when the
+ * kernel takes them all (returns 0: nothing pending; libuv 1.44 follows
+ * each uv_write with an epoll_ctl), else the rest with uv_write (buffer
+ * and request in one allocation; returns 1). -1 on error. */
 static int flush_plain(struct smtpin_session *s)
 {
-    uv_write_t *req = malloc(sizeof(*req) + s->out_len);
-    uv_buf_t b;
+    uv_buf_t b = uv_buf_init(s->out, (unsigned)s->out_len);
+    int n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+    uv_write_t *req;
 
+    if (n < 0 && n != UV_EAGAIN)
+        return -1;
+    if (n == (int)s->out_len)
+        return 0;
+    n = n < 0 ? 0 : n;
+    req = malloc(sizeof(*req) + s->out_len - (size_t)n);
     if (!req)
         return -1;
-    memcpy(req + 1, s->out, s->out_len);
+    memcpy(req + 1, s->out + n, s->out_len - (size_t)n);
     req->data = s;
-    b = uv_buf_init((char *)(req + 1), (unsigned)s->out_len);
+    b = uv_buf_init((char *)(req + 1), (unsigned)(s->out_len - (size_t)n));
     if (uv_write(req, (uv_stream_t *)&s->tcp, &b, 1, on_plain_written) < 0) {
         free(req);
         return -1;
     }
-    return 0;
+    return 1;
 }
 
 void smtpin_flush(struct smtpin_session *s)
@@ -120,13 +129,14 @@ void smtpin_flush(struct smtpin_session *s)
     if (s->out_len == 0 || s->torn_down || s->peer_gone)
         return;
     if (s->tls_active)
-        r = tlsio_write(s->tls, s->out, s->out_len, on_tls_written, s);
+        r = tlsio_write(s->tls, s->out, s->out_len, on_tls_written, s) < 0 ? -1
+                                                                           : 1;
     else
         r = flush_plain(s);
     s->out_len = 0;
     if (r < 0)
         s->peer_gone = true;
-    else
+    else if (r > 0)
         s->writes_pending++;
 }
 
@@ -145,12 +155,15 @@ size_t smtpin_out_pending(const struct smtpin_session *s)
 void smtpin_new_id(struct smtpin_server *srv, char *buf, size_t n,
                    const char *prefix)
 {
+    static unsigned pid; /* receivers are exec'd, never forked after this */
     uv_timeval64_t tv;
 
+    if (!pid)
+        pid = (unsigned)uv_os_getpid() & 0xfffff;
     uv_gettimeofday(&tv);
     snprintf(buf, n, "%s%09llX%05X%04lX", prefix,
-             (unsigned long long)tv.tv_sec & 0xfffffffffULL,
-             (unsigned)uv_os_getpid() & 0xfffff, ++srv->seq & 0xffff);
+             (unsigned long long)tv.tv_sec & 0xfffffffffULL, pid,
+             ++srv->seq & 0xffff);
 }
 
 /* ---- timers ---- */
@@ -385,7 +398,9 @@ void smtpin_end(struct smtpin_session *s, const char *reason)
     session_read_update(s);
     uv_timer_start(&s->idle, on_idle_timeout, CLOSE_WAIT_MS, 0);
     smtpin_flush(s);
-    if (s->writes_pending == 0)
+    /* Under TLS the close_notify joins the last reply in one write (tlsio
+     * orders it after everything queued); on_bye then tears down. */
+    if (s->writes_pending == 0 || (s->tls_active && s->tls && !s->peer_gone))
         session_finish(s);
 }
 
@@ -501,14 +516,13 @@ void smtpin_starttls(struct smtpin_session *s)
                  s->peer, s->in_len);
     s->in_len = 0; /* SPEC: nothing sent before the handshake survives */
     s->discarding = false;
-    smtpin_flush(s); /* the 220, in plaintext, before any TLS byte */
-    if (s->reading)
-        uv_read_stop((uv_stream_t *)&s->tcp);
-    s->reading = false;
+    smtpin_flush(s);    /* the 220, in plaintext, before any TLS byte */
+    s->reading = false; /* tlsio_start takes the running read over */
     r = tlsio_start(s->srv->tls, &s->tcp, true, &o, on_handshake, s, &s->tls);
     if (r < 0) {
         log_err("id=%s smtpin tls_start error=\"%s\"", s->id,
                 tlsio_strerror(r));
+        uv_read_stop((uv_stream_t *)&s->tcp);
         smtpin_end(s, "tls-failed");
         return;
     }

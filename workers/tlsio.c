@@ -64,10 +64,15 @@ struct tlsio {
     bool handshaken; /* the handshake succeeded */
     bool eof;        /* TCP EOF seen */
     bool io_error;   /* TCP error seen */
-    char *out;       /* ciphertext pushed by GnuTLS, not yet written */
+    bool in_process; /* inside process(): writes wait for its end */
+    bool pend;       /* out holds a tlsio_write whose cb is pend_cb */
+    bool bye_pass;   /* tlsio_bye was called inside a pass */
+    tlsio_write_cb pend_cb;
+    void *pend_arg;
+    char *out; /* ciphertext pushed by GnuTLS, not yet written */
     size_t out_len, out_cap;
     size_t in_off, in_len;
-    char in[IN_CAP];
+    char *in; /* IN_CAP bytes of ciphertext read, not yet pulled */
     /* client verification, computed once after the handshake */
     bool require_verified;
     char verify_name[256];
@@ -78,6 +83,7 @@ struct tlsio {
 
 static void process(struct tlsio *t);
 static void update_reading(struct tlsio *t);
+static void on_idle(uv_idle_t *h);
 
 const char *tlsio_strerror(int err)
 {
@@ -342,6 +348,7 @@ static void maybe_release(struct tlsio *t)
         return;
     gnutls_deinit(t->s);
     free(t->out);
+    free(t->in);
     free(t);
 }
 
@@ -373,38 +380,112 @@ static void on_written(uv_write_t *req, int status)
     maybe_release(t);
 }
 
-/* Writes out whatever GnuTLS pushed; cb/bye ride on this write. */
-static int flush(struct tlsio *t, tlsio_write_cb cb, void *arg, bool bye)
+/* Writes what it can of out at once (uv_try_write: libuv 1.44 follows a
+ * uv_write with an epoll_ctl even when the kernel took every byte).
+ * Returns true when out is empty; false with io_error set on error. */
+static bool try_write(struct tlsio *t)
+{
+    uv_buf_t b = uv_buf_init(t->out, (unsigned)t->out_len);
+    int r = t->out_len ? uv_try_write((uv_stream_t *)t->tcp, &b, 1) : 0;
+
+    if (r == UV_EAGAIN)
+        return false;
+    if (r < 0) {
+        t->io_error = true;
+        return false;
+    }
+    memmove(t->out, t->out + r, t->out_len - (size_t)r);
+    t->out_len -= (size_t)r;
+    return t->out_len == 0;
+}
+
+/* Writes out whatever GnuTLS pushed, in one uv_write; the pending
+ * tlsio_write callback and the bye ride on it. Without them a direct
+ * write is tried first. */
+static int flush(struct tlsio *t, bool bye)
 {
     struct wreq *w;
     uv_buf_t b;
     int r;
 
-    if (t->out_len == 0 && !cb && !bye)
+    if (t->out_len == 0 && !t->pend && !bye)
         return 0;
-    w = calloc(1, sizeof(*w));
+    if (!t->pend && !bye && !t->io_error && try_write(t))
+        return 0;
+    if (t->io_error && !t->pend && !bye) {
+        t->out_len = 0;
+        return TLSIO_EIO;
+    }
+    w = malloc(sizeof(*w));
     if (!w)
         return TLSIO_ENOMEM;
     w->t = t;
     w->data = t->out;
     w->len = t->out_len;
-    w->cb = cb;
-    w->arg = arg;
+    w->cb = t->pend ? t->pend_cb : NULL;
+    w->arg = t->pend_arg;
     w->bye = bye;
     t->out = NULL;
     t->out_len = t->out_cap = 0;
     w->req.data = w;
     b = uv_buf_init(w->data ? w->data : (char *)"", (unsigned)w->len);
     r = uv_write(&w->req, (uv_stream_t *)t->tcp, &b, 1, on_written);
-    if (r < 0) {
+    if (r < 0) { /* the pending callback stays pending */
         free(w->data);
         free(w);
         t->io_error = true;
         return TLSIO_EIO;
     }
+    t->pend = false;
     t->writes++;
     t->queued += w->len;
     return 0;
+}
+
+/* A pass wrote everything directly: the callbacks that would have ridden
+ * on a uv_write are called now (this runs inside a libuv callback). */
+static void pass_written(struct tlsio *t, bool bye)
+{
+    tlsio_write_cb cb = t->pend ? t->pend_cb : NULL;
+
+    t->pend = false;
+    t->depth++;
+    if (cb)
+        cb(t, 0, t->pend_arg);
+    if (bye && !t->dead)
+        t->bye_cb(t, 0, t->bye_arg);
+    t->depth--;
+}
+
+/* End of process(): one write for the flights, records, replies and the
+ * close_notify the pass produced; a failed write is reported to its
+ * callbacks here. */
+static void flush_pass(struct tlsio *t)
+{
+    bool bye = t->bye_pass;
+
+    t->bye_pass = false;
+    if (t->dead)
+        return;
+    if (!t->io_error && t->out_len > 0 && try_write(t)) {
+        pass_written(t, bye);
+        return;
+    }
+    if (flush(t, bye) == 0)
+        return;
+    if (bye) {
+        t->bye_status = TLSIO_EIO;
+        t->bye_due = true;
+        uv_idle_start(&t->idle, on_idle);
+    }
+    if (!t->pend)
+        return;
+    t->pend = false;
+    if (!t->pend_cb)
+        return;
+    t->depth++;
+    t->pend_cb(t, TLSIO_EIO, t->pend_arg);
+    t->depth--;
 }
 
 /* ---- reading ciphertext from the socket ---- */
@@ -417,6 +498,17 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
         memmove(t->in, t->in + t->in_off, t->in_len);
     t->in_off = 0;
     *buf = uv_buf_init(t->in + t->in_len, (unsigned)(IN_CAP - t->in_len));
+}
+
+/* Runs the handshake or delivers records, then writes what it produced. */
+static void process_and_flush(struct tlsio *t)
+{
+    t->depth++;
+    t->in_process = true;
+    process(t);
+    t->in_process = false;
+    flush_pass(t);
+    t->depth--;
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
@@ -435,20 +527,19 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         uv_read_stop(st);
         t->sock_reading = false;
     }
-    t->depth++;
-    process(t);
-    t->depth--;
+    process_and_flush(t);
     if (!t->dead)
         update_reading(t);
     maybe_release(t);
 }
 
-/* Reads the socket only while someone needs bytes and there is room. */
+/* Reads the socket while the session is open and the buffer has room,
+ * also while the caller pauses: pausing then costs no epoll_ctl, and at
+ * most IN_CAP bytes wait here. */
 static void update_reading(struct tlsio *t)
 {
-    bool want =
-        (t->state == ST_HANDSHAKE || (t->state == ST_OPEN && t->reading)) &&
-        !t->eof && !t->io_error && t->in_len < IN_CAP;
+    bool want = (t->state == ST_HANDSHAKE || t->state == ST_OPEN) && !t->eof &&
+                !t->io_error && t->in_len < IN_CAP;
 
     if (want && !t->sock_reading) {
         if (uv_read_start((uv_stream_t *)t->tcp, on_alloc, on_read) == 0)
@@ -500,8 +591,11 @@ static void verify_peer(struct tlsio *t)
                  t->verify_name);
 }
 
+/* A failure's alert goes out before the callback, which may free. */
 static void handshake_done(struct tlsio *t, int status)
 {
+    if (status != 0)
+        flush(t, false);
     uv_timer_stop(&t->timer);
     t->state = status == 0 ? ST_OPEN : ST_FAILED;
     update_reading(t);
@@ -510,11 +604,12 @@ static void handshake_done(struct tlsio *t, int status)
     t->depth--;
 }
 
+/* One handshake step. Its flight is written at the end of the pass, with
+ * the caller's first reply when the handshake completed. */
 static void do_handshake(struct tlsio *t)
 {
     int r = gnutls_handshake(t->s);
 
-    flush(t, NULL, NULL, false);
     if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
         if (t->eof || t->io_error) {
             snprintf(t->last_error, sizeof(t->last_error),
@@ -543,6 +638,7 @@ static void do_handshake(struct tlsio *t)
 /* Ends a read stream with err and tells the caller once. */
 static void read_failed(struct tlsio *t, int err)
 {
+    flush(t, false);
     t->state = ST_FAILED;
     update_reading(t);
     if (t->read_cb && t->reading) {
@@ -561,7 +657,6 @@ static void do_records(struct tlsio *t)
     while (!t->dead && t->state == ST_OPEN && t->reading) {
         size_t before = t->in_len;
         r = gnutls_record_recv(t->s, buf, sizeof(buf));
-        flush(t, NULL, NULL, false);
         /* GnuTLS answers AGAIN after a post-handshake message (a TLS 1.3
          * session ticket) even when more records are buffered here. */
         if (r == GNUTLS_E_AGAIN && t->in_len > 0 && t->in_len < before)
@@ -629,7 +724,7 @@ static void on_idle(uv_idle_t *h)
         t->bye_cb(t, t->bye_status, t->bye_arg);
     }
     if (!t->dead)
-        process(t);
+        process_and_flush(t);
     t->depth--;
     if (!t->dead)
         update_reading(t);
@@ -676,6 +771,23 @@ static int session_init(struct tlsio *t, const struct tlsio_opts *o)
     return 0;
 }
 
+/* Takes over reading tcp. A read the caller has running is handed over in
+ * place (libuv calls a reading stream's callbacks through its alloc_cb
+ * and read_cb fields, which uv_read_stop clears): stopping and starting
+ * again would cost two epoll_ctl calls, one of them failing. */
+static void take_reading(struct tlsio *t, uv_tcp_t *tcp)
+{
+    t->saved_data = tcp->data;
+    tcp->data = t;
+    if (tcp->read_cb && uv_is_active((uv_handle_t *)tcp)) {
+        tcp->alloc_cb = on_alloc;
+        tcp->read_cb = on_read;
+        t->sock_reading = true;
+        return;
+    }
+    update_reading(t);
+}
+
 int tlsio_start(struct tlsio_ctx *ctx, uv_tcp_t *tcp, bool server,
                 const struct tlsio_opts *o, tlsio_handshake_cb cb, void *arg,
                 struct tlsio **out)
@@ -689,6 +801,11 @@ int tlsio_start(struct tlsio_ctx *ctx, uv_tcp_t *tcp, bool server,
     t = calloc(1, sizeof(*t));
     if (!t)
         return TLSIO_ENOMEM;
+    t->in = malloc(IN_CAP); /* not zeroed: only read into */
+    if (!t->in) {
+        free(t);
+        return TLSIO_ENOMEM;
+    }
     t->ctx = ctx;
     t->tcp = tcp;
     t->server = server;
@@ -701,20 +818,20 @@ int tlsio_start(struct tlsio_ctx *ctx, uv_tcp_t *tcp, bool server,
     if (r < 0) {
         if (t->s)
             gnutls_deinit(t->s);
+        free(t->in);
         free(t);
         return r;
     }
     tlsio_ctx_ref(ctx);
-    uv_read_stop((uv_stream_t *)tcp);
-    t->saved_data = tcp->data;
-    tcp->data = t;
+    take_reading(t, tcp);
     uv_timer_init(loop, &t->timer);
     uv_idle_init(loop, &t->idle);
     t->timer.data = t->idle.data = t;
     t->handles = 2;
     if (o->handshake_timeout_ms)
         uv_timer_start(&t->timer, on_timeout, o->handshake_timeout_ms, 0);
-    uv_idle_start(&t->idle, on_idle); /* the first flight goes out there */
+    if (!server) /* the client's first flight goes out from the idle */
+        uv_idle_start(&t->idle, on_idle);
     *out = t;
     return 0;
 }
@@ -726,7 +843,10 @@ int tlsio_read_start(struct tlsio *t, tlsio_read_cb cb)
     t->read_cb = cb;
     t->reading = true;
     update_reading(t);
-    uv_idle_start(&t->idle, on_idle);
+    /* Inside a pass the pass itself delivers what is buffered next. */
+    if (!t->in_process && (t->in_len > 0 || t->eof || t->io_error ||
+                           gnutls_record_check_pending(t->s) > 0))
+        uv_idle_start(&t->idle, on_idle);
     return 0;
 }
 
@@ -741,6 +861,7 @@ int tlsio_write(struct tlsio *t, const void *buf, size_t len, tlsio_write_cb cb,
 {
     const char *p = buf;
     size_t off = 0;
+    int fr;
 
     if (t->state != ST_OPEN || len == 0 || t->io_error)
         return TLSIO_EINVAL;
@@ -755,7 +876,18 @@ int tlsio_write(struct tlsio *t, const void *buf, size_t len, tlsio_write_cb cb,
         if (r > 0)
             off += (size_t)r;
     }
-    return flush(t, cb, arg, false);
+    /* One pending callback at a time rides on the next write. */
+    if (t->pend && (fr = flush(t, false)) < 0)
+        return fr;
+    t->pend = true;
+    t->pend_cb = cb;
+    t->pend_arg = arg;
+    if (t->in_process) /* written at the end of the pass, coalesced */
+        return 0;
+    fr = flush(t, false);
+    if (fr < 0)
+        t->pend = false; /* the caller has the error, not a callback */
+    return fr;
 }
 
 size_t tlsio_write_queue_size(const struct tlsio *t)
@@ -783,7 +915,11 @@ void tlsio_bye(struct tlsio *t, tlsio_bye_cb cb, void *arg)
     r = gnutls_bye(t->s, GNUTLS_SHUT_WR);
     if (r < 0 && r != GNUTLS_E_AGAIN)
         save_error(t, r);
-    if (flush(t, NULL, NULL, true) < 0) {
+    if (t->in_process) { /* with the pass's replies, at its end */
+        t->bye_pass = true;
+        return;
+    }
+    if (flush(t, true) < 0) { /* with any pending reply: one write */
         t->bye_status = TLSIO_EIO;
         t->bye_due = true;
         uv_idle_start(&t->idle, on_idle);
@@ -794,6 +930,7 @@ void tlsio_free(struct tlsio *t)
 {
     if (!t || t->dead)
         return;
+    flush(t, false); /* what was written before the free still goes out */
     t->dead = true;
     if (t->sock_reading)
         uv_read_stop((uv_stream_t *)t->tcp);
