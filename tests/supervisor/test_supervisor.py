@@ -592,6 +592,25 @@ def test_cli(opts, work, gates):
                         "--print-settings"], capture_output=True, text=True,
                        timeout=10)
     check("hostname = mx.example.com\n" in r.stdout, "hostname not lowered")
+    admin = os.path.join(opts.bindir, "tlsgate-admin")
+    if os.path.exists(admin):
+        a = subprocess.run([admin, "--version"], capture_output=True,
+                           text=True, timeout=10)
+        check(a.returncode == 0 and a.stdout.split()[1:] ==
+              out.stdout.split()[1:], "tlsgate-admin --version %r" % a.stdout)
+    # scripts/run.sh: the state folder 0750 (docs/operations.md), and every
+    # program of the gateway in its "programs built" list.
+    run_sh = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                          "..", "scripts", "run.sh")
+    with open(run_sh) as f:
+        text = f.read()
+    check("mkdir -p -m 0750 var" in text, "run.sh: var not made 0750")
+    listed = re.search(r"for p in ([^;]*); do", text, re.S)
+    names = listed.group(1).replace("\\", " ").split() if listed else []
+    for prog in ("tlsgated", "tlsgate-engine", "tlsgate-smtpin",
+                 "tlsgate-smtpout", "tlsgate-queue", "tlsgate-admin",
+                 "tlsgate-sendmail"):
+        check(prog in names, "run.sh does not list %s" % prog)
     return 0
 
 
