@@ -6,6 +6,7 @@ also checks that each receiver exited 0 (ASan reports make that fail)."""
 import ctypes
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -160,6 +161,17 @@ class Gateway:
 
     def logs(self):
         return "".join(self.read(p.log) for p in self.receivers)
+
+    def wait_logs(self, pattern, timeout=10):
+        """The receivers' logs once pattern (a regex) appears in them: a
+        session's last line is written after the client has gone."""
+        end = time.time() + timeout
+        while time.time() < end:
+            text = self.logs()
+            if re.search(pattern, text):
+                return text
+            time.sleep(0.05)
+        return self.logs()
 
     def maildir(self, address, sub="new"):
         local, dom = address.split("@")

@@ -181,7 +181,7 @@ class Runner:
             del self.conns[self.cur]
         elif cmd == "log":
             time.sleep(0.2)
-            check(re.search(arg, self.gw.logs()), "log lacks %r" % arg)
+            check(re.search(arg, self.gw.wait_logs(arg)), "log lacks %r" % arg)
         elif cmd == "rss-mark":
             self.rss0 = self.rss()
         elif cmd == "rss-growth":

@@ -46,7 +46,8 @@ def case_plain(gw):
     check(b"\nhello plain\n.dot line\n" in msgs[0], "body unstuffed, LF")
     check(b"\r" not in msgs[0], "stored with LF line ends")
     check(gw.maildir(ACCEPT, "tmp") == [], "tmp/ left empty")
-    check(re.search(r"smtpin message .*status=delivered", gw.logs()),
+    check(re.search(r"smtpin message .*status=delivered",
+                    gw.wait_logs(r"smtpin message .*status=delivered")),
           "message log line")
 
 
@@ -59,8 +60,9 @@ def case_tls(gw):
     check(re.search(r"with ESMTPS id \S+\n\t\(using TLS1\.3 with cipher "
                     r"TLS_AES_\w+\)", head), head)
     check("without TLS" not in head, head)
-    check(re.search(r"session_end .*tls=TLS1\.3 cipher=TLS_AES",
-                    gw.logs()), "session log has the TLS outcome")
+    ended = r"session_end .*tls=TLS1\.3 cipher=TLS_AES"
+    check(re.search(ended, gw.wait_logs(ended)),
+          "session log has the TLS outcome")
 
 
 def case_pipeline(gw):
@@ -184,7 +186,8 @@ def case_disk_error(gw):
         rc, t = swaks(gw, "--to", rcpt, "--from", SENDER)
         expect(t, "451 4.3.0", "unusable Maildir for %s" % rcpt)
     check(os.listdir(outside) == [], "nothing made through the link")
-    check(re.search(r"maildir_error dir=acme/gm error=", gw.logs()),
+    check(re.search(r"maildir_error dir=acme/gm error=",
+                    gw.wait_logs(r"maildir_error dir=acme/gm error=")),
           "the error is logged")
     rc, t = swaks(gw, "--to", TLSREQ, "--from", SENDER, "--tls")
     expect(t, "250 2.0.0 Ok", "another mailbox still works")

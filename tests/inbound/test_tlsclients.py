@@ -175,7 +175,8 @@ def case_resume(gw):
     check(not reused, "first session is new")
     sess, reused = starttls_python(ctx, other, sess)
     check(reused, "a ticket from one receiver resumes on another")
-    check(re.search(r"resumed=yes", gw.logs()), "resumption logged")
+    check(re.search(r"resumed=yes", gw.wait_logs(r"resumed=yes")),
+          "resumption logged")
     third = free_port()
     gw.start_receiver("--tls-tickets", "no", port=third)
     sess, reused = starttls_python(ctx, third)
