@@ -152,13 +152,15 @@ int tlsio_start(struct tlsio_ctx *ctx, uv_tcp_t *tcp, bool server,
  */
 int tlsio_read_start(struct tlsio *t, tlsio_read_cb cb);
 
-/* Stops delivering plaintext (and reading the socket) until the next
- * tlsio_read_start; nothing is lost. */
+/* Stops delivering plaintext until the next tlsio_read_start; nothing is
+ * lost. The socket is still read until one TLS record (18 KiB) waits. */
 void tlsio_read_stop(struct tlsio *t);
 
 /*
  * Encrypts len bytes (copied; len > 0) and queues them in order, then
- * calls cb (may be NULL) once they are handed to the kernel. Returns 0,
+ * calls cb (may be NULL) once they are handed to the kernel. Called from
+ * inside a tlsio callback, the bytes go out at the end of that callback's
+ * pass, in one write with the handshake's or other replies' bytes. Returns 0,
  * TLSIO_EINVAL (len 0, no handshake yet, or after an error or bye),
  * TLSIO_ETLS or TLSIO_ENOMEM; on error cb is not called.
  */
