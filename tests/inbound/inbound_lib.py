@@ -3,7 +3,6 @@ policy store made by tlsgate-admin, a real tlsgate-engine, and one or more
 real tlsgate-smtpin receivers on free loopback ports. Every process started
 here dies with the test (PR_SET_PDEATHSIG) and is stopped in close(), which
 also checks that each receiver exited 0 (ASan reports make that fail)."""
-import ctypes
 import glob
 import os
 import re
@@ -15,6 +14,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                ".."))
+from testlib import Failure, check  # noqa: E402,F401
+from testlib import die_with_parent as _die_with_parent  # noqa: E402,F401
+
 SKIP = 77
 PLATFORM = "mail.example.net"
 # Mailboxes of the standard store, by role.
@@ -25,20 +29,6 @@ ALLOW_REJECT = "x@al." + PLATFORM
 ALLOW_DISCARD = "y@dc." + PLATFORM
 UNKNOWN = "nobody@acme." + PLATFORM
 TRUSTED_SENDER = "boss@trusted.example"
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failure(what)
-
-
-def _die_with_parent():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def stop_process(p, timeout):

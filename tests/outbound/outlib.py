@@ -3,7 +3,6 @@ store made by tlsgate-admin, a real tlsgate-engine, tlsgate-smtpout senders
 and scriptable SMTP peers (smtp_peer.py) on free loopback ports. Every
 process started here dies with the test (PR_SET_PDEATHSIG) and is stopped
 in close(); a sender must exit 0 on SIGTERM (ASan reports make it fail)."""
-import ctypes
 import glob
 import os
 import shutil
@@ -13,23 +12,14 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                ".."))
+from testlib import Failure, check  # noqa: E402,F401
+from testlib import die_with_parent as _die_with_parent  # noqa: E402,F401
+
 SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLATFORM = "mail.example.net"
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failure(what)
-
-
-def _die_with_parent():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def wait_for(pred, timeout, what):
